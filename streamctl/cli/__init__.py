@@ -1,0 +1,1 @@
+"""The `streamctl` command line: Typer commands and Rich rendering only."""

@@ -1,0 +1,1 @@
+"""Kafka wire protocol, sans-I/O: frames, headers, messages, record batches, rewrites."""

@@ -1,0 +1,1 @@
+"""Grants and the per-request authorization decision, sans-I/O."""
