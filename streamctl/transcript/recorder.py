@@ -1,0 +1,286 @@
+"""`TranscriptRecorder`: the tunnel's SessionObserver that writes the session's transcript.
+
+Called on the tunnel's hot path, so it stays cheap: produced records are decoded only to
+digest their raw key and value bytes (no masking, no re-encoding, no CRC check), and
+fetched data is described from batch headers alone, without decompressing.
+Nothing from a record's content is stored, only digests, offsets, counts and sizes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol
+
+from streamctl.kafka.errors import KafkaProtocolError
+from streamctl.kafka.records import decode_batches, iter_batch_headers
+from streamctl.transcript.chain import HashChain
+from streamctl.transcript.events import Event, EventType, record_digest
+from streamctl.transcript.spool import (
+    DEFAULT_FLUSH_INTERVAL,
+    PeriodicSync,
+    SpoolWriter,
+)
+
+
+class SummaryLike(Protocol):
+    """The parts of a request summary a transcript keeps (RequestSummary satisfies it)."""
+
+    @property
+    def api_key(self) -> int: ...
+    @property
+    def api_version(self) -> int: ...
+    @property
+    def correlation_id(self) -> int: ...
+    @property
+    def client_id(self) -> str | None: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def topics(self) -> Sequence[str]: ...
+    @property
+    def topic_ids(self) -> Sequence[uuid.UUID]: ...
+    @property
+    def group(self) -> str | None: ...
+    @property
+    def transactional_id(self) -> str | None: ...
+
+
+class VerdictLike(Protocol):
+    """The parts of a policy verdict a transcript keeps (Verdict satisfies it)."""
+
+    @property
+    def allowed(self) -> bool: ...
+    @property
+    def error_code(self) -> int: ...
+    @property
+    def reason(self) -> str: ...
+
+
+def describe_produced(records: bytes, base_offset: int, error_code: int) -> dict[str, Any]:
+    """Digest per record and broker-assigned offsets of a produced partition's records."""
+    out: dict[str, Any] = {"bytes": len(records)}
+    try:
+        batches, _tail = decode_batches(records, verify_crc=False)
+    except KafkaProtocolError as exc:
+        out.update(record_count=None, digests=[], undecodable=str(exc)[:200])
+        return out
+    digests = [record_digest(r.key, r.value) for b in batches for r in b.records]
+    out["record_count"] = len(digests)
+    out["digests"] = digests
+    if error_code == 0 and base_offset >= 0 and digests:
+        # The broker gives the records consecutive offsets from base_offset, in order.
+        out["first_offset"] = base_offset
+        out["last_offset"] = base_offset + len(digests) - 1
+    return out
+
+
+def describe_fetched(records: bytes) -> dict[str, Any]:
+    """Offsets and counts of fetched data, from batch headers only (no decompression)."""
+    out: dict[str, Any] = {"bytes": len(records)}
+    first: int | None = None
+    last: int | None = None
+    count = 0
+    try:
+        for header in iter_batch_headers(records):
+            if first is None:
+                first = header.base_offset
+            last = header.base_offset + header.last_offset_delta
+            if not header.is_control:
+                count += max(header.record_count, 0)
+    except KafkaProtocolError as exc:
+        out["undecodable"] = str(exc)[:200]
+    out["record_count"] = count
+    if first is not None and last is not None:
+        out["first_offset"] = first
+        out["last_offset"] = last
+    return out
+
+
+class TranscriptRecorder:
+    """Records one tunnel session: SessionObserver callbacks in, chained spool lines out."""
+
+    def __init__(
+        self,
+        spool_dir: Path,
+        *,
+        subject: str,
+        grant_id: str,
+        session_id: str | None = None,
+        cluster: str | None = None,
+        approval_id: str | None = None,
+        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
+        clock: Callable[[], float] = time.time,
+        background_sync: bool = True,
+    ) -> None:
+        self.session_id = session_id or uuid.uuid4().hex
+        self.subject = subject
+        self.grant_id = grant_id
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._chain = HashChain()
+        self._writer = SpoolWriter(spool_dir, self.session_id, flush_interval=flush_interval)
+        self.path = self._writer.path
+        self._sync: PeriodicSync | None = None
+        self.sealed = False
+        self.counts: dict[str, int] = {
+            "requests": 0,
+            "refused": 0,
+            "produced_records": 0,
+            "produced_bytes": 0,
+            "fetched_records": 0,
+            "fetched_bytes": 0,
+            "connections": 0,
+        }
+        self._connections: set[str] = set()
+        self.started_at = clock()
+        self._emit(
+            EventType.SESSION_START,
+            {
+                "session_id": self.session_id,
+                "subject": subject,
+                "grant_id": grant_id,
+                "cluster": cluster,
+                "approval_id": approval_id,
+            },
+        )
+        if background_sync:
+            self._sync = PeriodicSync(self._writer, flush_interval)
+            self._sync.start()
+
+    # -- SessionObserver -------------------------------------------------------------------
+
+    def on_request(self, conn_id: str, summary: SummaryLike, verdict: VerdictLike) -> None:
+        """One event per request decided: who asked what, and what the policy answered."""
+        topics = list(summary.topics) or [str(t) for t in summary.topic_ids]
+        fields: dict[str, Any] = {
+            "conn": conn_id,
+            "client_id": summary.client_id,
+            "api_key": summary.api_key,
+            "api_version": summary.api_version,
+            "correlation_id": summary.correlation_id,
+            "operation": str(summary.kind),
+            "topics": topics,
+            "allowed": verdict.allowed,
+            "error_code": verdict.error_code,
+            "reason": verdict.reason,
+        }
+        if summary.group is not None:
+            fields["group"] = summary.group
+        if summary.transactional_id is not None:
+            fields["transactional_id"] = summary.transactional_id
+        with self._lock:
+            self._see_connection(conn_id)
+            self.counts["requests"] += 1
+            if not verdict.allowed:
+                self.counts["refused"] += 1
+            self._emit_locked(EventType.REQUEST, fields)
+
+    def on_produced(
+        self,
+        conn_id: str,
+        topic: str,
+        partition: int,
+        records: bytes,
+        base_offset: int,
+        error_code: int,
+    ) -> None:
+        """Produced records as digests with the offsets the broker gave them."""
+        fields = describe_produced(records, base_offset, error_code)
+        fields.update(conn=conn_id, topic=topic, partition=partition, error_code=error_code)
+        with self._lock:
+            self._see_connection(conn_id)
+            if error_code == 0:
+                self.counts["produced_records"] += fields.get("record_count") or 0
+                self.counts["produced_bytes"] += len(records)
+            self._emit_locked(EventType.PRODUCED, fields)
+
+    def on_fetched(
+        self,
+        conn_id: str,
+        topic: str,
+        partition: int,
+        records: bytes,
+        error_code: int,
+        mask_counts: Mapping[str, int],
+    ) -> None:
+        """Fetched offsets and sizes; empty successful fetches (idle polling) are not kept."""
+        if not records and error_code == 0:
+            return
+        fields = describe_fetched(records)
+        fields.update(conn=conn_id, topic=topic, partition=partition, error_code=error_code)
+        if mask_counts:
+            fields["mask_counts"] = {str(k): int(v) for k, v in mask_counts.items()}
+        with self._lock:
+            self._see_connection(conn_id)
+            self.counts["fetched_records"] += fields["record_count"]
+            self.counts["fetched_bytes"] += len(records)
+            self._emit_locked(EventType.FETCHED, fields)
+
+    def on_close(self, conn_id: str, reason: str) -> None:
+        """A client connection ended."""
+        with self._lock:
+            self._emit_locked(EventType.CLOSE, {"conn": conn_id, "reason": reason})
+
+    # -- session lifetime ------------------------------------------------------------------
+
+    def seal(self, reason: str) -> None:
+        """Write the final event (counts and chain head) and close the spool; idempotent."""
+        with self._lock:
+            if self.sealed:
+                return
+            if self._sync is not None:
+                self._sync.stop()
+            self.counts["connections"] = len(self._connections)
+            fields = {
+                "reason": reason,
+                "counts": dict(self.counts),
+                "events": self._chain.next_seq + 1,
+                "head": self._chain.head,
+            }
+            self._emit_locked(EventType.SESSION_END, fields)
+            self.sealed = True
+            self._writer.close()
+
+    def abandon(self) -> None:
+        """Stop recording without sealing (for tests of crash recovery)."""
+        if self._sync is not None:
+            self._sync.stop()
+        self._writer.close()
+
+    def __enter__(self) -> TranscriptRecorder:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.seal("error" if exc_type is not None else "closed")
+
+    @property
+    def head(self) -> str:
+        return self._chain.head
+
+    @property
+    def event_count(self) -> int:
+        return self._chain.next_seq
+
+    def _see_connection(self, conn_id: str) -> None:
+        self._connections.add(conn_id)
+
+    def _emit(self, event_type: EventType, fields: Mapping[str, Any]) -> Event | None:
+        with self._lock:
+            return self._emit_locked(event_type, fields)
+
+    def _emit_locked(self, event_type: EventType, fields: Mapping[str, Any]) -> Event | None:
+        if self.sealed:
+            return None  # a late callback after the seal (connection teardown) is not recorded
+        event = self._chain.append(event_type.value, self._clock(), fields)
+        self._writer.append(event)
+        return event
