@@ -1,0 +1,1 @@
+"""Benchmarks for streamctl: `python -m bench` runs every section and writes bench-results.json."""
