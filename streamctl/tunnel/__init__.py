@@ -1,0 +1,1 @@
+"""The local Kafka-protocol tunnel: trio listeners, connection pipeline, upstream security."""
