@@ -217,7 +217,7 @@ def _sasl_handshake(req: Message, v: int, err: int, text: str | None) -> Message
 
 
 def _api_versions(req: Message, v: int, err: int, text: str | None) -> Message:
-    return _resp(ApiKey.API_VERSIONS)(version=v, error_code=err, api_keys=[])
+    return _resp(ApiKey.API_VERSIONS)(version=0, error_code=err, api_keys=[])
 
 
 def _create_topics(req: Message, v: int, err: int, text: str | None) -> Message:
@@ -459,10 +459,11 @@ def refusal_response(frame: bytes, error_code: int, message: str | None = None) 
     key, version = header.api_key, header.api_version
     if key == ApiKey.PRODUCE and req.acks == 0:
         return None
-    if key == ApiKey.API_VERSIONS and error_code == error_codes.UNSUPPORTED_VERSION:
-        from streamctl.kafka.versions import api_versions_unsupported
+    if key == ApiKey.API_VERSIONS:
+        # Clients read an ApiVersions error as a v0 body (KIP-511), whatever they asked for.
+        from streamctl.kafka.versions import api_versions_error
 
-        return api_versions_unsupported(header.correlation_id)
+        return api_versions_error(header.correlation_id, error_code)
     body = encode_response(key, version, BUILDERS[key](req, version, error_code, message))
     return encode_response_header(
         header.correlation_id, response_header_version(key, version)

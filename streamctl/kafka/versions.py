@@ -91,11 +91,16 @@ def clamp_api_versions(
 
 def api_versions_unsupported(correlation_id: int) -> bytes:
     """KIP-511 answer to a too-new ApiVersions request: v0 body, error 35, only key 18 listed."""
+    return api_versions_error(correlation_id, error_codes.UNSUPPORTED_VERSION)
+
+
+def api_versions_error(correlation_id: int, error_code: int) -> bytes:
+    """An ApiVersions error answer the KIP-511 way: header v0, v0 body listing only key 18."""
     low, high = SUPPORTED_VERSIONS[ApiKey.API_VERSIONS]
     response_cls = MESSAGE_CLASSES[ApiKey.API_VERSIONS][1]
     body = response_cls(
         version=0,
-        error_code=error_codes.UNSUPPORTED_VERSION,
+        error_code=error_code,
         api_keys=[response_cls.ApiVersion(version=0, api_key=int(ApiKey.API_VERSIONS),
                                           min_version=low, max_version=high)],
     )
