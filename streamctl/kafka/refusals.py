@@ -387,7 +387,8 @@ def _offset_delete(req: Message, v: int, err: int, text: str | None) -> Message:
         ])
         for t in req.topics or ()
     ]
-    top = err if err == error_codes.GROUP_AUTHORIZATION_FAILED or not topics else 0
+    named_partitions = any(t.partitions for t in topics)
+    top = err if err == error_codes.GROUP_AUTHORIZATION_FAILED or not named_partitions else 0
     return r(version=v, error_code=top, topics=topics)
 
 
