@@ -7,7 +7,9 @@ version="${KAFKA_VERSION:-4.1.1}"
 cache="${STREAMCTL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/streamctl}"
 dest="$cache/kafka-$version"
 
-if [ -f "$dest/.complete" ]; then
+# Bump when the dependency list below changes, so old caches are refreshed.
+manifest="kafka-$version+log4j-slf4j-impl-2.24.3"
+if [ -f "$dest/.complete" ] && [ "$(cat "$dest/.complete")" = "$manifest" ]; then
     echo "kafka $version: cached in $dest"
     exit 0
 fi
@@ -26,7 +28,7 @@ cat > "$work/pom.xml" <<POM
   <dependencies>
     <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>$version</version></dependency>
     <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka-tools</artifactId><version>$version</version></dependency>
-    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j2-impl</artifactId><version>2.24.3</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId><version>2.24.3</version></dependency>
     <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId><version>2.24.3</version></dependency>
   </dependencies>
 </project>
@@ -37,5 +39,5 @@ mvn -q -B -f "$work/pom.xml" dependency:copy-dependencies \
     -DincludeScope=runtime -DoutputDirectory="$dest.partial/libs"
 rm -rf "$dest"
 mv "$dest.partial" "$dest"
-touch "$dest/.complete"
+echo "$manifest" > "$dest/.complete"
 echo "kafka $version: $(ls "$dest/libs" | wc -l) jars in $dest/libs"

@@ -1,0 +1,1 @@
+"""streamctl's test suite (a package so `python -m tests.harness` works)."""
