@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install the system programs the tests use (kcat, PostgreSQL server) from
+# Install the system programs the tests use (kcat, PostgreSQL server, Chromium) from
 # Debian packages, only when they are missing.
 set -euo pipefail
 
@@ -7,6 +7,9 @@ need=()
 command -v kcat >/dev/null || need+=(kcat)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v java >/dev/null || need+=(openjdk-17-jre-headless)
+# headless Chromium + its WebDriver: the device verification page is signed in with a real browser
+command -v chromium >/dev/null || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)
 
 [ ${#need[@]} -eq 0 ] && exit 0
 if ! command -v apt-get >/dev/null; then

@@ -5,6 +5,8 @@ from __future__ import annotations
 import typer
 
 from streamctl import __version__
+from streamctl.cli.policy import policy_app
+from streamctl.cli.server import server_app
 
 app = typer.Typer(
     name="streamctl",
@@ -32,6 +34,10 @@ def root(
     ),
 ) -> None:
     """Scoped, time-boxed, audited access to Apache Kafka."""
+
+
+app.add_typer(server_app, name="server")
+app.add_typer(policy_app, name="policy")
 
 
 def main() -> None:
