@@ -1,20 +1,36 @@
-"""The root Typer app: global options and the registry of sub-commands."""
+"""The root Typer app: global options, the registry of sub-commands, and error reporting.
+
+Expected failures (typed client errors) become one line on stderr saying what
+to do next, with the exit code from `streamctl.cli.exit_codes`; tracebacks are
+only shown with --debug (or STREAMCTL_DEBUG=1).
+"""
 
 from __future__ import annotations
+
+import os
+import sys
+import traceback
 
 import typer
 
 from streamctl import __version__
+from streamctl.cli import approvals, config_cmd, connect, grants, login, records, sessions
+from streamctl.cli.exit_codes import ExitCode, exit_code_for, help_epilog
 from streamctl.cli.policy import policy_app
 from streamctl.cli.server import server_app
+from streamctl.client.errors import ClientError
 
 app = typer.Typer(
     name="streamctl",
     help="Scoped, time-boxed, audited access to Apache Kafka.",
+    epilog=help_epilog(),
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+_debug = False
 
 
 def _print_version(value: bool) -> None:
@@ -32,14 +48,73 @@ def root(
         is_eager=True,
         help="Print the version and exit.",
     ),
+    debug: bool = typer.Option(
+        False,
+        "--debug",
+        envvar="STREAMCTL_DEBUG",
+        help="Show tracebacks and HTTP details for failures.",
+    ),
 ) -> None:
-    """Scoped, time-boxed, audited access to Apache Kafka."""
+    """Scoped, time-boxed, audited access to Apache Kafka.
+
+    Start with `streamctl login --server URL`, then `streamctl connect TOPIC`.
+    """
+    global _debug
+    _debug = debug
 
 
+EPILOG = help_epilog()
+# -- identity ---------------------------------------------------------------------------------
+app.command("login", epilog=EPILOG)(login.login)
+app.command("logout", epilog=EPILOG)(login.logout)
+app.command("whoami", epilog=EPILOG)(login.whoami)
+app.command("status", epilog=EPILOG)(login.status)
+# -- access -----------------------------------------------------------------------------------
+app.command("connect", epilog=EPILOG)(connect.connect)
+app.add_typer(grants.grant_app, name="grant")
+app.command("request-approval", epilog=EPILOG)(approvals.request_approval)
+app.add_typer(approvals.approvals_app, name="approvals")
+# -- data -------------------------------------------------------------------------------------
+app.command("tail", epilog=EPILOG)(records.tail)
+app.command("produce", epilog=EPILOG)(records.produce)
+# -- audit ------------------------------------------------------------------------------------
+app.add_typer(sessions.sessions_app, name="sessions")
+app.add_typer(sessions.audit_app, name="audit")
+# -- settings ---------------------------------------------------------------------------------
+app.add_typer(config_cmd.config_app, name="config")
 app.add_typer(server_app, name="server")
 app.add_typer(policy_app, name="policy")
 
 
+def _debug_wanted() -> bool:
+    return _debug or os.environ.get("STREAMCTL_DEBUG", "").lower() in ("1", "true", "yes")
+
+
+def _fail(message: str, hint: str | None, code: int) -> None:
+    line = f"error: {message}"
+    if hint:
+        line += f"; {hint}" if not hint[0].isupper() else f". {hint}"
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+    sys.exit(code)
+
+
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: run the app, turning expected failures into one line."""
+    try:
+        app()
+    except ClientError as exc:
+        if _debug_wanted():
+            traceback.print_exc()
+        _fail(exc.message, exc.hint, int(exit_code_for(exc)))
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(int(ExitCode.INTERRUPTED))
+    except Exception as exc:
+        if _debug_wanted():
+            traceback.print_exc()
+        _fail(
+            f"unexpected {type(exc).__name__}: {exc}",
+            "run again with --debug for details, and report it if it persists",
+            int(ExitCode.ERROR),
+        )

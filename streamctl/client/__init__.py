@@ -1,0 +1,1 @@
+"""Talking to the access server: the HTTP API client, device login, tokens and their storage."""
