@@ -71,11 +71,11 @@ def decompress(
     if codec == Compression.SNAPPY:
         return _snappy_decompress(data, limit)
     if codec == Compression.ZSTD:
-        return _bounded(cramjam.zstd.decompress_into, data, limit, "zstd")
+        return _bounded(cramjam.zstd.decompress_into, data, limit, "zstd", _zstd_size(data))
     if codec == Compression.LZ4:
-        return _bounded(cramjam.lz4.decompress_into, data, limit, "lz4")
+        return _bounded(cramjam.lz4.decompress_into, data, limit, "lz4", _lz4_size(data))
     if codec == Compression.GZIP:
-        return _bounded(cramjam.gzip.decompress_into, data, limit, "gzip")
+        return _bounded(cramjam.gzip.decompress_into, data, limit, "gzip", _gzip_size(data))
     if codec == Compression.NONE:
         if len(data) > limit:
             raise DecompressionLimitExceeded(f"records section of {len(data)} bytes over limit")
@@ -88,9 +88,21 @@ def _bounded(
     data: bytes | bytearray | memoryview,
     limit: int,
     name: str,
+    hint: int | None,
 ) -> bytes:
-    """Decompress into fixed buffers that grow up to `limit`, so memory stays bounded."""
-    size = min(limit, max(64 * 1024, 6 * len(data)))
+    """Decompress into fixed buffers that grow up to `limit`, so memory stays bounded.
+
+    `hint` is the size the compressed data announces; it only sizes the first buffer (one
+    byte larger, so an exact fit is told apart from overflow) and is never trusted beyond.
+    """
+    if hint is not None:
+        if hint > limit:
+            raise DecompressionLimitExceeded(
+                f"{name} records section announces {hint} bytes, over the {limit}-byte limit"
+            )
+        size = hint + 1
+    else:
+        size = min(limit, max(64 * 1024, 8 * len(data)))
     while True:
         out = bytearray(size)
         try:
@@ -113,6 +125,39 @@ def _bounded(
                 f"{name} records section decompresses to {limit} bytes or more"
             )
         return bytes(memoryview(out)[:n])
+
+
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_LZ4_MAGIC = b"\x04\x22\x4d\x18"
+
+
+def _zstd_size(data: bytes | bytearray | memoryview) -> int | None:
+    """Frame_Content_Size from a zstd frame header, when the producer wrote one."""
+    if len(data) < 6 or bytes(data[:4]) != _ZSTD_MAGIC:
+        return None
+    descriptor = data[4]
+    field = (1 if descriptor & 0x20 else 0, 2, 4, 8)[descriptor >> 6]
+    if not field:
+        return None
+    pos = 5 + (0 if descriptor & 0x20 else 1) + (0, 1, 2, 4)[descriptor & 0x03]
+    if len(data) < pos + field:
+        return None
+    size = int.from_bytes(data[pos : pos + field], "little")
+    return size + 256 if field == 2 else size
+
+
+def _lz4_size(data: bytes | bytearray | memoryview) -> int | None:
+    """Content size from an LZ4 frame header, when its content-size flag is set."""
+    if len(data) < 15 or bytes(data[:4]) != _LZ4_MAGIC or not data[4] & 0x08:
+        return None
+    return int.from_bytes(data[6:14], "little")
+
+
+def _gzip_size(data: bytes | bytearray | memoryview) -> int | None:
+    """ISIZE from the gzip trailer: the size of the last member (mod 2**32), a good first guess."""
+    if len(data) < 18:
+        return None
+    return int.from_bytes(data[-4:], "little")
 
 
 def _xerial_compress(data: bytes | bytearray | memoryview) -> bytes:

@@ -26,6 +26,7 @@ tail. Legacy magic 0/1 message sets are never rewritten: `decode_batches` report
 
 from __future__ import annotations
 
+import operator
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -120,6 +121,11 @@ class RecordBatch:
     records: list[Record] = field(default_factory=list)
     crc: int = 0  # as read; encode_batch always recomputes it
     magic: int = 2
+    # Where decode found the records: encode_batch copies the bytes of records that are
+    # still the very objects decode made instead of serialising them again.
+    _source: bytes | None = field(default=None, repr=False, compare=False)
+    _starts: list[int] | None = field(default=None, repr=False, compare=False)
+    _originals: tuple[Record, ...] | None = field(default=None, repr=False, compare=False)
 
     @property
     def compression(self) -> Compression:
@@ -295,26 +301,31 @@ def _decode_one(
         raise RecordsError(f"record batch at offset {base_offset}: unknown codec id {codec}")
     if count < 0 or count * _MIN_RECORD_SIZE > end - start:
         raise RecordsError(f"record batch at offset {base_offset}: impossible count {count}")
-    records = _decode_records(section, start, end, count, base_offset)
+    starts: list[int] = []
+    records = _decode_records(section, start, end, count, base_offset, starts)
     return RecordBatch(base_offset, leader_epoch, attributes, last_delta, first_ts, max_ts,
-                       producer_id, producer_epoch, base_sequence, records, crc)
+                       producer_id, producer_epoch, base_sequence, records, crc, 2,
+                       section, starts, tuple(records))
 
 
-def _decode_records(buf: bytes, pos: int, size: int, count: int, base_offset: int
-                    ) -> list[Record]:
-    """Decode `count` records filling exactly buf[pos:size].
+def _decode_records(
+    buf: bytes, pos: int, size: int, count: int, base_offset: int, starts: list[int]
+) -> list[Record]:
+    """Decode `count` records filling exactly buf[pos:size]; `starts` gets each one's position.
 
     Varints are decoded inline: one- and two-byte varints (all lengths under 8 KiB, small
     deltas) come from a precomputed zigzag table; longer ones take `_read_varint`.
     """
     records: list[Record] = []
     append = records.append
+    mark = starts.append
     new = tuple.__new__
     table = _UNZIGZAG
     slow = _read_varint
     no_headers = _NO_HEADERS
     try:
         for _ in range(count):
+            mark(pos)
             b = buf[pos]
             if b < 0x80:
                 length = table[b]
@@ -396,6 +407,7 @@ def _decode_records(buf: bytes, pos: int, size: int, count: int, base_offset: in
         raise RecordsError(
             f"record batch at offset {base_offset}: {size - pos} bytes after the last record"
         )
+    mark(pos)
     return records
 
 
@@ -463,17 +475,24 @@ _ZZ_TABLE: list[bytes] = [
 _ATTR_BYTES: list[bytes] = [bytes((i,)) for i in range(256)]
 
 
-def encode_batch(batch: RecordBatch) -> bytearray:
+def encode_batch(batch: RecordBatch, *, reuse_unchanged: bool = True) -> bytearray:
     """Encode a batch with its own codec; the record count, length and CRC32C are recomputed.
 
-    Returns a bytearray (built in one allocation, as kafka-python and aiokafka builders do).
+    Records that are still the objects `decode_batches` produced keep their original bytes
+    (copied, not serialised again) unless `reuse_unchanged` is False. Returns a bytearray,
+    built in one allocation as kafka-python's and aiokafka's builders do.
     """
     attributes = batch.attributes & 0xFFFF
     codec = attributes & CODEC_MASK
     if codec > 4:
         raise RecordsError(f"cannot encode unknown codec id {codec}")
     parts: list[bytes] = [_HEADER_PLACEHOLDER]
-    _encode_records(batch.records, parts)
+    originals = batch._originals
+    if reuse_unchanged and originals is not None:
+        _reuse_or_encode(batch.records, originals, batch._source or b"", batch._starts or [],
+                         parts)
+    else:
+        _encode_records(batch.records, parts)
     if codec:
         out = bytearray().join((_HEADER_PLACEHOLDER, compress(codec, b"".join(parts[1:]))))
     else:
@@ -495,6 +514,29 @@ def encode_batches(batches: Sequence[RecordBatch], tail: bytes = b"") -> bytes:
 
 
 _HEADER_PLACEHOLDER = bytes(HEADER_SIZE)
+
+
+def _reuse_or_encode(records: Sequence[Record], originals: Sequence[Record], source: bytes,
+                     starts: Sequence[int], parts: list[bytes]) -> None:
+    """Copy runs of unchanged records from the decoded bytes, serialise the others."""
+    n = len(records)
+    known = min(n, len(originals))
+    if n == known == len(originals) and all(map(operator.is_, records, originals)):
+        parts.append(source[starts[0] : starts[-1]])
+        return
+    i = 0
+    while i < n:
+        j = i
+        while j < known and records[j] is originals[j]:
+            j += 1
+        if j > i:
+            parts.append(source[starts[i] : starts[j]])
+            i = j
+            continue
+        while j < n and not (j < known and records[j] is originals[j]):
+            j += 1
+        _encode_records(records[i:j], parts)
+        i = j
 
 
 def _encode_records(records: Sequence[Record], parts: list[bytes]) -> None:

@@ -221,7 +221,7 @@ def test_decompression_bomb_is_bounded(codec: int) -> None:
     data = _with_section(bomb, 1, codec)
     tracemalloc.start()
     try:
-        with pytest.raises(RecordsError, match=r"more than|or more"):
+        with pytest.raises(RecordsError, match=r"more than|or more|over the"):
             decode_batches(data, max_decompressed=limit)
         _, peak = tracemalloc.get_traced_memory()
     finally:
@@ -267,3 +267,35 @@ def test_random_bytes_only_ever_raise_records_error() -> None:
             list(iter_batch_headers(blob))
         except RecordsError:
             pass
+
+
+def test_lying_size_hint_does_not_lift_the_bound() -> None:
+    limit = 1 << 20
+    bomb = bytearray(compression.compress(Compression.GZIP, bytes(16 << 20)))
+    bomb[-4:] = (100).to_bytes(4, "little")  # gzip ISIZE claims 100 bytes
+    with pytest.raises(RecordsError, match=r"more than|or more"):
+        decode_batches(_with_section(bytes(bomb), 1, Compression.GZIP), max_decompressed=limit)
+
+
+@settings(max_examples=60, deadline=None)
+@given(batch=batches(), data=st.data())
+def test_changed_records_are_reencoded_and_unchanged_ones_reused(
+    batch: RecordBatch, data: st.DataObject
+) -> None:
+    (decoded,), _ = decode_batches(bytes(encode_batch(batch)))
+    expected = list(batch.records)
+    for i in data.draw(st.sets(st.integers(0, max(len(expected) - 1, 0)))):
+        if i < len(expected):
+            changed = expected[i]._replace(value=b"masked-%d" % i, headers=(("m", b"1"),))
+            expected[i] = changed
+            decoded.records[i] = changed
+    if data.draw(st.booleans()) and expected:
+        extra = Record(0, 1, len(expected), None, b"appended")
+        expected.append(extra)
+        decoded.records.append(extra)
+        decoded.last_offset_delta = batch.last_offset_delta
+    reused = bytes(encode_batch(decoded))
+    (again,), _ = decode_batches(reused)
+    assert again.records == expected
+    if not decoded.compression:
+        assert reused == bytes(encode_batch(decoded, reuse_unchanged=False))
