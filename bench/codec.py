@@ -1,4 +1,4 @@
-"""Record-batch round trip (decode, re-encode with the same codec) against kafka-python and aiokafka.
+"""Record-batch round trip (decode, re-encode, same codec) against kafka-python and aiokafka.
 
 Issue 3, must-show 5: 1000 JSON records of ~300 B in one batch, per codec. Every
 implementation starts from the same bytes (built by kafka-python's builder), decodes every
