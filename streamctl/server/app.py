@@ -19,7 +19,12 @@ from streamctl.server.errors import BodySizeLimit, install_error_handlers
 from streamctl.server.state import ServerState
 
 #: Modules with a `register(app, state)` function, loaded in this order.
-EXTENSIONS: tuple[str, ...] = ()
+EXTENSIONS: tuple[str, ...] = (
+    "streamctl.server.audit",
+    "streamctl.server.approvals",
+    "streamctl.server.transcripts",
+    "streamctl.server.retention",
+)
 
 
 def create_app(config: ServerConfig, state: ServerState | None = None) -> FastAPI:

@@ -1,0 +1,144 @@
+"""Shared helpers for the access-server part 2 tests: a server folder, users, tokens, a client.
+
+Each test gets its own server folder (settings, policy, keys) and database; requests go
+through FastAPI's TestClient with real access tokens minted by the server's own keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+from fastapi.testclient import TestClient
+
+from streamctl.server.app import create_app
+from streamctl.server.auth import issue_access_token
+from streamctl.server.config import load_config
+from streamctl.server.device_flow import hash_password
+from streamctl.server.starter import write_starter
+from streamctl.server.state import ServerState
+
+POLICY = """\
+version: 1
+ttl: {default_seconds: 3600, max_seconds: 28800}
+roles:
+  engineer:
+    members: [alice, dave]
+    grants:
+      - topics: ["orders", "orders.*", "payments", "payments.*", "sandbox.*"]
+        operations: [read, write, describe]
+  approver:
+    members: [bob, carol, frank]
+    grants:
+      - topics: ["orders"]
+        operations: [read]
+  auditor:
+    members: [erin]
+    grants:
+      - topics: ["orders"]
+        operations: [describe]
+topic_classes:
+  - topics: ["payments", "payments.*"]
+    classes: [high-value]
+  - topics: ["orders", "orders.*"]
+    classes: [pii]
+approvals:
+  high-value:
+    approver_roles: [approver]
+    threshold: 1
+    reason_required: true
+    pending_ttl_seconds: 3600
+    max_window_seconds: 14400
+  pii:
+    approver_roles: [approver]
+    threshold: 2
+    reason_required: false
+    pending_ttl_seconds: 600
+    max_window_seconds: 3600
+clusters:
+  local:
+    bootstrap: "127.0.0.1:9092"
+    audience: kafka-local
+    default: true
+"""
+
+USERS = ("alice", "bob", "carol", "dave", "erin", "frank")
+_HASH: list[str] = []
+
+
+def _password_hash() -> str:
+    if not _HASH:
+        _HASH.append(hash_password("not-used-in-tests"))
+    return _HASH[0]
+
+
+def write_server(folder: Path, database_url: str, **sections: Any) -> Path:
+    """A server folder with the test policy; extra top-level settings (webhooks, retention)."""
+    extra: dict[str, object] = {
+        "users": [{"username": u, "password_hash": _password_hash()} for u in USERS],
+        **sections,
+    }
+    result = write_starter(folder, database_url=database_url, policy_text=POLICY, extra=extra)
+    return result.config_path
+
+
+def sqlite_url(folder: Path) -> str:
+    return f"sqlite:///{folder / 'streamctl.db'}"
+
+
+class Api:
+    """A TestClient plus one access token per test user."""
+
+    def __init__(self, client: TestClient, state: ServerState) -> None:
+        self.client = client
+        self.state = state
+        self.tokens = {u: issue_access_token(state, u, "user", "streamctl")[0] for u in USERS}
+
+    def headers(self, user: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[user]}"}
+
+    def get(self, user: str, path: str, **kw: Any) -> Any:
+        return self.client.get(path, headers=self.headers(user), **kw)
+
+    def post(self, user: str, path: str, **kw: Any) -> Any:
+        return self.client.post(path, headers=self.headers(user), **kw)
+
+    def put(self, user: str, path: str, **kw: Any) -> Any:
+        return self.client.put(path, headers=self.headers(user), **kw)
+
+    def approval(self, user: str = "alice", **body: Any) -> Any:
+        payload = {"topics": ["payments"], "operations": ["write"], "duration_seconds": 600,
+                   "reason": "incident 42", **body}
+        return self.post(user, "/v1/approvals", json=payload)
+
+    def review(self, user: str, approval_id: str, decision: str = "approve",
+               reason: str = "ok") -> Any:
+        return self.post(user, f"/v1/approvals/{approval_id}/review",
+                         json={"decision": decision, "reason": reason})
+
+    def grant(self, user: str, topics: list[str], operations: list[str],
+              approval_id: str | None = None, ttl: int = 600) -> Any:
+        body: dict[str, Any] = {"topics": topics, "operations": operations,
+                                "ttl_seconds": ttl, "reason": "test"}
+        if approval_id is not None:
+            body["approval_id"] = approval_id
+        return self.post(user, "/v1/grants", json=body)
+
+
+@contextmanager
+def running_api(folder: Path, database_url: str, **sections: Any) -> Iterator[Api]:
+    """Start the app in-process on a fresh server folder; stop its threads afterwards."""
+    config = load_config(write_server(folder, database_url, **sections))
+    app = create_app(config)
+    with TestClient(app) as client:
+        yield Api(client, app.state.server)
+    app.state.server.store.dispose()
+
+
+def settings_of(path: Path) -> dict[str, Any]:
+    data = yaml.safe_load(path.read_text())
+    assert isinstance(data, dict)
+    return data
