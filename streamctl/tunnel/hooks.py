@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Final, Protocol
 
+from streamctl.kafka import error_codes
 from streamctl.kafka.summary import RequestSummary
 from streamctl.policy.decision import Verdict
 
@@ -57,3 +58,8 @@ class SessionObserver(Protocol):
     ) -> None: ...
 
     def on_close(self, conn_id: str, reason: str) -> None: ...
+
+
+#: The error a fetched partition carries when masking failed (it never gets the raw records).
+#: POLICY_VIOLATION: clients report it as an error instead of retrying the same batch forever.
+MASKING_FAILED_ERROR: Final = error_codes.POLICY_VIOLATION

@@ -1,0 +1,463 @@
+"""One client connection through the tunnel: frame, decode, decide, forward, rewrite/mask, record.
+
+A connection is a trio nursery with two pumps that live and die together:
+
+* the request pump reads client frames, summarizes and decides each one, and either forwards
+  the frame to the broker byte for byte or prepares a local refusal;
+* the response pump takes pending entries in request order from a bounded channel and, for
+  each, either writes the prepared refusal or reads the broker's answer, rewrites / masks /
+  records it, and writes it to the client.
+
+The channel is the per-connection FIFO that keeps responses in request order (local refusals
+included) and the backpressure: a slow client stops the response pump, which stops reading the
+broker; a full channel stops the request pump, which stops reading the client.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import trio
+
+from streamctl.kafka import error_codes
+from streamctl.kafka.apis import MESSAGE_CLASSES, ApiKey, api_name
+from streamctl.kafka.errors import BrokerProtocolError, ClientProtocolError, KafkaProtocolError
+from streamctl.kafka.framing import FrameBuffer, encode_frame
+from streamctl.kafka.headers import (
+    RequestHeader,
+    correlation_id_of_response,
+    encode_request_header,
+    parse_request_header,
+    response_body_offset,
+    response_header_version,
+)
+from streamctl.kafka.messages import Message, decode_response, encode_request, encode_response
+from streamctl.kafka.operations import OperationKind
+from streamctl.kafka.refusals import refusal_response
+from streamctl.kafka.rewrite import (
+    metadata_topic_ids,
+    rewrite_describe_cluster,
+    rewrite_find_coordinator,
+    rewrite_metadata,
+    rewrite_node_endpoints,
+)
+from streamctl.kafka.summary import RequestSummary, decode_request_frame, summarize_message
+from streamctl.kafka.versions import (
+    answer_too_new_api_versions,
+    clamp_api_versions,
+    is_supported,
+)
+from streamctl.policy.decision import Verdict, decide
+from streamctl.policy.grant import Grant
+from streamctl.tunnel.brokers import BrokerMap
+from streamctl.tunnel.hooks import MASKING_FAILED_ERROR, RecordMasker, SessionObserver
+from streamctl.tunnel.sasl import SaslMechanism
+from streamctl.tunnel.stats import TunnelStats
+from streamctl.tunnel.upstream import TUNNEL_CLIENT_ID, Upstream, sasl_exchange_via
+
+log = logging.getLogger("streamctl.tunnel")
+
+#: Bytes asked of a socket per read; large reads keep the per-byte Python overhead low.
+RECEIVE_SIZE = 256 * 1024
+
+
+@dataclass
+class TunnelContext:
+    """What every connection of one tunnel shares: the grant, the cluster map and the hooks."""
+
+    grant: Grant
+    brokers: BrokerMap
+    versions: Mapping[int, tuple[int, int]]
+    stats: TunnelStats
+    masker: RecordMasker | None = None
+    observer: SessionObserver | None = None
+    max_frame_size: int = 100 * 1024 * 1024
+    max_in_flight: int = 64
+    clock: Callable[[], float] = time.time
+    #: Set when the tunnel is shutting down (expiry, revocation): every request is refused.
+    closing_reason: str | None = None
+    #: Builds a fresh SASL mechanism for KIP-368 re-authentication, None without SASL.
+    reauth_mechanism: Callable[[], SaslMechanism] | None = None
+
+
+@dataclass(slots=True)
+class _Forwarded:
+    """A request sent to the broker; its answer comes next on the broker stream."""
+
+    summary: RequestSummary
+    request: Message | None = None  # kept for Produce when an observer wants the records
+
+
+@dataclass(slots=True)
+class _Local:
+    """A response prepared by the tunnel itself (refusal, KIP-511 answer)."""
+
+    payload: bytes
+
+
+@dataclass(slots=True)
+class _Internal:
+    """The tunnel's own request (SASL re-authentication); the answer goes back to its task."""
+
+    api_key: int
+    api_version: int
+    correlation_id: int
+    reply: trio.MemorySendChannel[bytes]
+
+
+_Pending = _Forwarded | _Local | _Internal
+
+
+class ConnectionClosed(Exception):
+    """A pump ended the connection; the message is the reason (for the log and the transcript)."""
+
+    def __init__(self, reason: str, *, warn: bool = False) -> None:
+        super().__init__(reason)
+        self.warn = warn
+
+
+@dataclass
+class ClientConnection:
+    """The pipeline of one client connection and its broker connection."""
+
+    ctx: TunnelContext
+    conn_id: str
+    client: trio.abc.Stream
+    upstream: Upstream
+    peer: str = "?"
+    reason: str = "closed"
+    _send_lock: trio.Lock = field(default_factory=trio.Lock)
+    _own_correlation: int = 0x7F000000
+
+    async def run(self) -> str:
+        """Pump both directions until either side ends; return why the connection closed."""
+        send, receive = trio.open_memory_channel[_Pending](self.ctx.max_in_flight)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._guard, self._pump_requests, send, nursery.cancel_scope)
+            nursery.start_soon(self._guard, self._pump_responses, receive, nursery.cancel_scope)
+            if self.upstream.session_lifetime and self.ctx.reauth_mechanism is not None:
+                nursery.start_soon(self._guard, self._reauthenticate, send, nursery.cancel_scope)
+        return self.reason
+
+    async def _guard(
+        self, pump: Callable[[Any], Awaitable[None]], channel: Any, scope: trio.CancelScope
+    ) -> None:
+        """Run a pump; whatever ends it ends the connection, with one clear log line."""
+        try:
+            await pump(channel)
+        except ConnectionClosed as exc:
+            self._close(str(exc), warn=exc.warn)
+        except ClientProtocolError as exc:
+            self._close(str(exc), warn=True)
+        except BrokerProtocolError as exc:
+            self._close(f"broker broke the protocol: {exc}", warn=True)
+        except KafkaProtocolError as exc:
+            self._close(str(exc), warn=True)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self._close(f"connection lost: {exc.__cause__ or exc or 'reset'}")
+        finally:
+            scope.cancel()
+
+    def _close(self, reason: str, *, warn: bool = False) -> None:
+        if self.reason != "closed":
+            return  # the first pump to fail names the reason
+        self.reason = reason
+        level = logging.WARNING if warn else logging.DEBUG
+        log.log(level, "conn %s (%s): %s", self.conn_id, self.peer, reason)
+
+    # ------------------------------------------------------------------ client -> broker
+
+    async def _pump_requests(self, pending: trio.MemorySendChannel[_Pending]) -> None:
+        frames = FrameBuffer(self.ctx.max_frame_size, peer="client")
+        async with pending:
+            while True:
+                data = await self.client.receive_some(RECEIVE_SIZE)
+                if not data:
+                    if frames.buffered():
+                        raise ConnectionClosed(
+                            f"client disconnected in the middle of a request "
+                            f"({frames.buffered()} bytes of an unfinished frame)",
+                            warn=True,
+                        )
+                    raise ConnectionClosed("client closed the connection")
+                self.ctx.stats.bytes_from_clients += len(data)
+                frames.feed(cast(bytes, data))
+                while (frame := frames.next_frame()) is not None:
+                    await self._request(frame, pending)
+
+    async def _request(self, frame: bytes, pending: trio.MemorySendChannel[_Pending]) -> None:
+        header = parse_request_header(frame)
+        too_new = answer_too_new_api_versions(header)
+        if too_new is not None:
+            await pending.send(_Local(too_new))
+            return
+        if not is_supported(header.api_key, header.api_version, self.ctx.versions):
+            await self._refuse_unsupported(header, frame, pending)
+            return
+        _header, message = decode_request_frame(frame)
+        summary = summarize_message(header, message)
+        verdict = self._decide(summary)
+        if self.ctx.observer is not None:
+            self.ctx.observer.on_request(self.conn_id, summary, verdict)
+        if not verdict.allowed:
+            self.ctx.stats.count_refused(verdict.error_code)
+            log.info(
+                "conn %s: refused %s (%s): %s",
+                self.conn_id, summary.name, error_codes.NAMES.get(verdict.error_code, "?"),
+                verdict.reason,
+            )
+            payload = refusal_response(frame, verdict.error_code, verdict.reason)
+            if payload is not None:
+                await pending.send(_Local(payload))
+            return
+        self.ctx.stats.requests_allowed += 1
+        if header.api_key == ApiKey.METADATA:
+            frame = self._metadata_request(header, message, frame)
+        keep = (
+            message
+            if header.api_key == ApiKey.PRODUCE and self.ctx.observer is not None
+            else None
+        )
+        async with self._send_lock:
+            if summary.expects_response:
+                await pending.send(_Forwarded(summary, keep))
+            await self.upstream.stream.send_all(encode_frame(frame))
+
+    def _decide(self, summary: RequestSummary) -> Verdict:
+        closing = self.ctx.closing_reason
+        if closing is not None and summary.api_key != ApiKey.API_VERSIONS:
+            return Verdict.refuse(_refusal_code(summary), closing)
+        return decide(summary, self.ctx.grant, self.ctx.clock(), self.ctx.brokers.topic_name_of)
+
+    async def _refuse_unsupported(
+        self, header: RequestHeader, frame: bytes, pending: trio.MemorySendChannel[_Pending]
+    ) -> None:
+        """A request at a version we did not offer: UNSUPPORTED_VERSION if we can parse it."""
+        what = f"{api_name(header.api_key)} v{header.api_version}"
+        if header.api_key not in MESSAGE_CLASSES:
+            raise ClientProtocolError(
+                f"client sent {what}, which the tunnel does not offer (refused: it cannot be "
+                "checked against the grant)"
+            )
+        try:
+            payload = refusal_response(
+                frame, error_codes.UNSUPPORTED_VERSION, f"the tunnel does not offer {what}"
+            )
+        except KafkaProtocolError:
+            raise ClientProtocolError(
+                f"client sent {what}, a version the tunnel does not offer and cannot parse"
+            ) from None
+        self.ctx.stats.count_refused(error_codes.UNSUPPORTED_VERSION)
+        log.info("conn %s: refused %s: version not offered by the tunnel", self.conn_id, what)
+        if payload is not None:
+            await pending.send(_Local(payload))
+
+    def _metadata_request(self, header: RequestHeader, message: Message, frame: bytes) -> bytes:
+        """Stop the broker from auto-creating topics the grant may not create."""
+        if not getattr(message, "allow_auto_topic_creation", False) or not message.topics:
+            return frame
+        grant = self.ctx.grant
+        may_create = OperationKind.CREATE in grant.operations and all(
+            grant.covers_topic(t.name) for t in message.topics if t.name
+        )
+        if may_create:
+            return frame
+        message.allow_auto_topic_creation = False
+        return frame[: header.size] + encode_request(ApiKey.METADATA, header.api_version, message)
+
+    # ------------------------------------------------------------------ broker -> client
+
+    async def _pump_responses(self, pending: trio.MemoryReceiveChannel[_Pending]) -> None:
+        frames = FrameBuffer(self.ctx.max_frame_size, peer="broker")
+        async with pending:
+            async for entry in pending:
+                if isinstance(entry, _Local):
+                    await self._to_client(entry.payload)
+                    continue
+                frame = await self._broker_frame(frames)
+                expected = (
+                    entry.correlation_id
+                    if isinstance(entry, _Internal)
+                    else entry.summary.correlation_id
+                )
+                got = correlation_id_of_response(frame)
+                if got != expected:
+                    raise BrokerProtocolError(
+                        f"broker answered correlation id {got} where {expected} was due"
+                    )
+                if isinstance(entry, _Internal):
+                    await entry.reply.send(frame)
+                    continue
+                await self._to_client(self._response(entry, frame))
+
+    async def _to_client(self, payload: bytes) -> None:
+        data = encode_frame(payload)
+        self.ctx.stats.bytes_to_clients += len(data)
+        await self.client.send_all(data)
+
+    async def _broker_frame(self, frames: FrameBuffer) -> bytes:
+        while (frame := frames.next_frame()) is None:
+            data = await self.upstream.stream.receive_some(RECEIVE_SIZE)
+            if not data:
+                raise ConnectionClosed("broker closed the connection", warn=True)
+            frames.feed(cast(bytes, data))
+        return frame
+
+    def _response(self, entry: _Forwarded, frame: bytes) -> bytes:
+        summary = entry.summary
+        key, version = summary.api_key, summary.api_version
+        address_of = self.ctx.brokers.address_of
+        out: bytes | None = None
+        if key == ApiKey.API_VERSIONS:
+            out = clamp_api_versions(frame, version, self.ctx.versions)
+        elif key == ApiKey.METADATA:
+            self.ctx.brokers.learn_topic_ids(metadata_topic_ids(frame, version))
+            out = rewrite_metadata(
+                frame, version, address_of, self.ctx.grant.covers_topic, summary.all_topics
+            )
+        elif key == ApiKey.FIND_COORDINATOR:
+            out = rewrite_find_coordinator(frame, version, address_of)
+        elif key == ApiKey.DESCRIBE_CLUSTER:
+            out = rewrite_describe_cluster(frame, version, address_of)
+        elif key == ApiKey.FETCH:
+            out = self._fetch_response(summary, frame)
+        elif key == ApiKey.PRODUCE:
+            out = self._produce_response(entry, frame)
+        return frame if out is None else out
+
+    def _topic_name(self, name: str | None, topic_id: Any) -> str | None:
+        if name:
+            return name
+        return self.ctx.brokers.topic_name_of(topic_id) if topic_id is not None else None
+
+    def _fetch_response(self, summary: RequestSummary, frame: bytes) -> bytes | None:
+        """Mask and record fetched partitions when hooks ask for it; else only NodeEndpoints."""
+        masker, observer = self.ctx.masker, self.ctx.observer
+        names = list(summary.topics) + [
+            n for n in map(self.ctx.brokers.topic_name_of, summary.topic_ids) if n
+        ]
+        must_mask = masker is not None and (
+            len(names) < len(summary.topics) + len(summary.topic_ids)
+            or any(_needs_masking(masker, n) for n in names)
+        )
+        if not must_mask and observer is None:
+            return rewrite_node_endpoints(ApiKey.FETCH, frame, summary.api_version,
+                                          self.ctx.brokers.address_of)
+        version = summary.api_version
+        offset = response_body_offset(frame, response_header_version(ApiKey.FETCH, version))
+        body = decode_response(ApiKey.FETCH, version, frame, offset)
+        for topic in body.responses or ():
+            name = self._topic_name(getattr(topic, "topic", None), getattr(topic, "topic_id", None))
+            for part in topic.partitions or ():
+                counts: Mapping[str, int] = {}
+                if masker is not None and part.records:
+                    counts = self._mask_partition(masker, name, part)
+                if observer is not None:
+                    observer.on_fetched(
+                        self.conn_id, name or str(topic.topic_id), part.partition_index,
+                        bytes(part.records or b""), part.error_code, counts,
+                    )
+        for endpoint in getattr(body, "node_endpoints", None) or ():
+            endpoint.host, endpoint.port = self.ctx.brokers.address_of(
+                endpoint.node_id, endpoint.host, endpoint.port
+            )
+        return frame[:offset] + encode_response(ApiKey.FETCH, version, body)
+
+    def _mask_partition(
+        self, masker: RecordMasker, name: str | None, part: Any
+    ) -> Mapping[str, int]:
+        """Mask one partition's records in place; on any failure, an error and no records."""
+        try:
+            if name is None:
+                raise LookupError("the topic id is not known, so its masking rules are not")
+            if not masker.needs_masking(name):
+                return {}
+            outcome = masker.mask(name, part.partition_index, bytes(part.records))
+            part.records = bytes(outcome.records)
+            self.ctx.stats.partitions_masked += 1
+            return outcome.counts
+        except Exception as exc:  # fail closed: never the unmasked bytes
+            log.warning(
+                "conn %s: masking failed for %s[%s], sending an error instead of records: %s",
+                self.conn_id, name or "unknown topic", part.partition_index,
+                type(exc).__name__ if not str(exc) else exc,
+            )
+            part.error_code = MASKING_FAILED_ERROR
+            part.records = b""
+            part.aborted_transactions = None
+            self.ctx.stats.partitions_mask_failed += 1
+            return {}
+
+    def _produce_response(self, entry: _Forwarded, frame: bytes) -> bytes | None:
+        version = entry.summary.api_version
+        out = rewrite_node_endpoints(ApiKey.PRODUCE, frame, version, self.ctx.brokers.address_of)
+        observer = self.ctx.observer
+        if observer is None or entry.request is None:
+            return out
+        sent: dict[tuple[str, int], bytes] = {}
+        for topic in entry.request.topic_data or ():
+            name = self._topic_name(getattr(topic, "name", None), getattr(topic, "topic_id", None))
+            for part in topic.partition_data or ():
+                sent[(name or str(topic.topic_id), part.index)] = bytes(part.records or b"")
+        offset = response_body_offset(frame, response_header_version(ApiKey.PRODUCE, version))
+        body = decode_response(ApiKey.PRODUCE, version, frame, offset)
+        for topic in body.responses or ():
+            name = self._topic_name(getattr(topic, "name", None), getattr(topic, "topic_id", None))
+            label = name or str(topic.topic_id)
+            for part in topic.partition_responses or ():
+                observer.on_produced(
+                    self.conn_id, label, part.index, sent.get((label, part.index), b""),
+                    part.base_offset, part.error_code,
+                )
+        return out
+
+    # ------------------------------------------------------------------ KIP-368
+
+    async def _reauthenticate(self, pending: trio.MemorySendChannel[_Pending]) -> None:
+        """Re-authenticate on the same broker connection before the broker's session ends."""
+        assert self.ctx.reauth_mechanism is not None
+        lifetime = self.upstream.session_lifetime
+        while lifetime:
+            await trio.sleep(max(lifetime * 0.85, lifetime - 30.0, 0.5))
+            mechanism = self.ctx.reauth_mechanism()
+            async with self._send_lock:
+                lifetime = await sasl_exchange_via(self._own_roundtrip(pending), mechanism)
+            self.ctx.stats.reauthentications += 1
+            log.info("conn %s: re-authenticated to the broker (%s)", self.conn_id, mechanism.name)
+
+    def _own_roundtrip(
+        self, pending: trio.MemorySendChannel[_Pending]
+    ) -> Callable[[int, int, Message], Awaitable[Message]]:
+        async def roundtrip(api_key: int, version: int, message: Message) -> Message:
+            self._own_correlation += 1
+            corr = self._own_correlation
+            reply_send, reply_receive = trio.open_memory_channel[bytes](1)
+            await pending.send(_Internal(api_key, version, corr, reply_send))
+            header = encode_request_header(api_key, version, corr, TUNNEL_CLIENT_ID)
+            await self.upstream.stream.send_all(
+                encode_frame(header + encode_request(api_key, version, message))
+            )
+            frame = await reply_receive.receive()
+            offset = response_body_offset(frame, response_header_version(api_key, version))
+            return decode_response(api_key, version, frame, offset)
+
+        return roundtrip
+
+
+def _needs_masking(masker: RecordMasker, topic: str) -> bool:
+    try:
+        return masker.needs_masking(topic)
+    except Exception:
+        return True  # when in doubt, take the masking path, which fails closed
+
+
+def _refusal_code(summary: RequestSummary) -> int:
+    if summary.topics or summary.topic_ids:
+        return error_codes.TOPIC_AUTHORIZATION_FAILED
+    if summary.groups:
+        return error_codes.GROUP_AUTHORIZATION_FAILED
+    return error_codes.CLUSTER_AUTHORIZATION_FAILED
