@@ -46,8 +46,17 @@ test: venv kafka system-deps lint typecheck pytest  ## everything: deps, lint, t
 bench: venv kafka system-deps  ## benchmarks; writes bench-results.json
 	$(BIN)/python -m bench
 
+demo: venv kafka system-deps  ## the whole story on a local broker and server, then stop everything
+	$(BIN)/python scripts/demo.py run
+
+demo-up: venv kafka system-deps  ## start the demo broker and server and leave them running
+	$(BIN)/python scripts/demo.py up
+
+demo-down:  ## stop what demo-up started
+	$(BIN)/python scripts/demo.py down
+
 completions: venv  ## regenerate completions/ from the CLI
 	$(BIN)/python -m streamctl.cli.completions completions
 
 clean:  ## remove the virtualenv and build leftovers (the jar cache stays)
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .demo build *.egg-info .pytest_cache .mypy_cache .ruff_cache
