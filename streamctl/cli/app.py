@@ -93,7 +93,11 @@ def _debug_wanted() -> bool:
 def _fail(message: str, hint: str | None, code: int) -> None:
     line = f"error: {message}"
     if hint:
-        line += f"; {hint}" if not hint[0].isupper() else f". {hint}"
+        if hint.startswith("streamctl "):
+            command, _, comment = hint.partition("#")
+            line += f"; run `{command.strip()}`" + (f" ({comment.strip()})" if comment else "")
+        else:
+            line += f"; {hint}"
     sys.stderr.write(line + "\n")
     sys.stderr.flush()
     sys.exit(code)

@@ -19,7 +19,7 @@ from streamctl.cli.common import (
     ReasonOpt,
     ServerOpt,
     check_output,
-    format_when,
+    format_window,
     human_duration,
     note,
     open_session,
@@ -57,7 +57,9 @@ def _reviews_text(approval: dict[str, Any]) -> str:
     for review in reviews:
         if isinstance(review, dict):
             who = review.get("reviewer") or review.get("subject") or "?"
-            decision = review.get("decision", "?")
+            decision = {"approve": "approved", "deny": "denied"}.get(
+                str(review.get("decision")), str(review.get("decision", "?"))
+            )
             reason = review.get("reason")
             parts.append(f"{decision} by {who}" + (f": {reason}" if reason else ""))
     return "; ".join(parts)
@@ -99,8 +101,8 @@ def report_decision(approval: dict[str, Any], fmt: str) -> None:
         if fmt != "json":
             stdout.print(f"[green]✓[/green] Approval {approval.get('id')} approved "
                          f"({_reviews_text(approval) or 'approved'}).")
-            stdout.print(f"  window: {format_when(approval.get('window_start'))} "
-                         f"-> {format_when(approval.get('window_end'))}")
+            window = format_window(approval.get("window_start"), approval.get("window_end"))
+            stdout.print(f"  window: {window}")
             stdout.print(f"  next:   {next_command(approval)}")
         return
     if status == "pending":
@@ -180,7 +182,7 @@ def request_approval(
 def approval_rows(approvals: list[dict[str, Any]]) -> Table:
     table = Table(box=None, pad_edge=False)
     for column in ("ID", "STATUS", "REQUESTER", "TOPICS", "OPERATIONS", "WINDOW", "REASON"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column in ("GRANT", "ID"))
     for item in approvals:
         table.add_row(
             str(item.get("id", "")),
@@ -188,7 +190,7 @@ def approval_rows(approvals: list[dict[str, Any]]) -> Table:
             str(item.get("requester", "")),
             ",".join(map(str, item.get("topics", []))),
             ",".join(map(str, item.get("operations", []))),
-            f"{format_when(item.get('window_start'))} -> {format_when(item.get('window_end'))}",
+            format_window(item.get("window_start"), item.get("window_end")),
             str(item.get("reason") or ""),
         )
     return table

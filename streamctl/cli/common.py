@@ -69,7 +69,7 @@ ReasonOpt = Annotated[
     typer.Option("--reason", "-r", envvar="STREAMCTL_REASON", help="Why you need this access."),
 ]
 
-stdout = Console(highlight=False, soft_wrap=True)
+stdout = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -120,12 +120,19 @@ def human_duration(seconds: float) -> str:
 
 
 def format_when(value: Any) -> str:
-    """A server timestamp (ISO string or POSIX seconds) as local-free UTC text."""
-    if value is None or value == "":
-        return "-"
-    if isinstance(value, int | float):
-        return datetime.fromtimestamp(float(value), UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-    return str(value)
+    """A server timestamp (ISO string or POSIX seconds) as short UTC text."""
+    epoch = to_epoch(value)
+    if epoch is None:
+        return "-" if value in (None, "") else str(value)
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%MZ")
+
+
+def format_window(start: Any, end: Any) -> str:
+    """`2026-01-31 14:00-14:30Z`, or two full times when the window spans days."""
+    a, b = format_when(start), format_when(end)
+    if a[:10] == b[:10] and len(a) == len(b) == 17:
+        return f"{a[:-1]}-{b[11:]}"
+    return f"{a} -> {b}"
 
 
 def to_epoch(value: Any) -> float | None:

@@ -98,12 +98,10 @@ def obtain_grant(
     discovery = session.anonymous().openid_configuration()
     issuer = str(discovery.get("issuer") or session.require_server())
     claims = body.get("claims") if isinstance(body.get("claims"), dict) else {}
-    grant = verify_grant_token(
-        token,
-        session.anonymous().jwks(),
-        issuer=issuer,
-        audience=grant_audience(claims or {}),
-    )
+    audience = grant_audience(claims or {})
+    if audience is None:
+        raise ServerFailed("the access server issued a grant without an audience")
+    grant = verify_grant_token(token, session.anonymous().jwks(), issuer=issuer, audience=audience)
     return IssuedGrant(
         grant=grant, token=token, grant_id=str(body.get("grant_id") or grant.grant_id),
         approval_id=approval_id,

@@ -76,7 +76,7 @@ def operations_from(read: bool, write: bool, extra: list[str] | None) -> list[st
 def grant_rows(grants: list[dict[str, Any]]) -> Table:
     table = Table(box=None, pad_edge=False)
     for column in ("GRANT", "TOPICS", "OPERATIONS", "STATE", "EXPIRES"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column in ("GRANT", "ID"))
     now = time.time()
     for grant in grants:
         expires = to_epoch(grant.get("expires_at"))
