@@ -61,6 +61,29 @@ class VerdictLike(Protocol):
     def reason(self) -> str: ...
 
 
+#: Digests per produced event; a bigger batch is recorded as several events (small uploads).
+MAX_DIGESTS_PER_EVENT = 256
+
+
+def split_produced(described: dict[str, Any]) -> list[dict[str, Any]]:
+    """Cut one produced description into parts of at most MAX_DIGESTS_PER_EVENT digests."""
+    digests: list[str] = described.get("digests") or []
+    if len(digests) <= MAX_DIGESTS_PER_EVENT:
+        return [described]
+    parts = []
+    first = described.get("first_offset")
+    for n, start in enumerate(range(0, len(digests), MAX_DIGESTS_PER_EVENT)):
+        chunk = digests[start : start + MAX_DIGESTS_PER_EVENT]
+        part = {k: v for k, v in described.items() if k not in ("digests", "first_offset",
+                                                                   "last_offset")}
+        part.update(digests=chunk, part=n, part_record_count=len(chunk))
+        if isinstance(first, int):
+            part["first_offset"] = first + start
+            part["last_offset"] = first + start + len(chunk) - 1
+        parts.append(part)
+    return parts
+
+
 def describe_produced(records: bytes, base_offset: int, error_code: int) -> dict[str, Any]:
     """Digest per record and broker-assigned offsets of a produced partition's records."""
     out: dict[str, Any] = {"bytes": len(records)}
@@ -197,7 +220,8 @@ class TranscriptRecorder:
             if error_code == 0:
                 self.counts["produced_records"] += fields.get("record_count") or 0
                 self.counts["produced_bytes"] += len(records)
-            self._emit_locked(EventType.PRODUCED, fields)
+            for part in split_produced(fields):
+                self._emit_locked(EventType.PRODUCED, part)
 
     def on_fetched(
         self,

@@ -21,6 +21,8 @@ from streamctl.transcript.spool import SPOOL_SUFFIX, find_pending, is_sealed, re
 
 #: Events per PUT; small enough to keep requests short, big enough to be cheap.
 DEFAULT_CHUNK_SIZE = 500
+#: Most bytes per PUT, under the server's default request-body limit (64 KiB).
+DEFAULT_CHUNK_BYTES = 48 * 1024
 #: Content type of an events chunk.
 JSON_LINES = "application/jsonl"
 
@@ -80,8 +82,31 @@ def _fail(what: str, resp: TransportResponse) -> UploadError:
     )
 
 
+def _send(transport: Transport, method: str, path: str, **kw: Any) -> TransportResponse:
+    """One transport call; any failure to get an answer becomes an UploadError (spool kept)."""
+    try:
+        return transport(method, path, **kw)
+    except UploadError:
+        raise
+    except Exception as exc:  # the transport's own errors (unreachable, not logged in, ...)
+        raise UploadError(f"{method} {path.split('?')[0]}: {exc}") from exc
+
+
 def _chunk_body(events: Sequence[Event]) -> bytes:
     return b"".join(canonical_json(e) + b"\n" for e in events)
+
+
+def _next_chunk(events: Sequence[Event], seq: int, max_events: int,
+                max_bytes: int) -> Sequence[Event]:
+    """Events from `seq` on, at most max_events and max_bytes (but always at least one)."""
+    size = 0
+    end = seq
+    while end < len(events) and end - seq < max_events:
+        size += len(canonical_json(events[end])) + 1
+        if size > max_bytes and end > seq:
+            break
+        end += 1
+    return events[seq:end]
 
 
 def upload_events(
@@ -90,6 +115,7 @@ def upload_events(
     transport: Transport,
     *,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
 ) -> UploadResult:
     """Open (or reopen) the session on the server, send the events it lacks, then seal."""
     if not events or events[0].get("type") != EventType.SESSION_START:
@@ -97,7 +123,8 @@ def upload_events(
                           permanent=True)
     start = events[0]
     sid = quote(session_id, safe="")
-    opened = transport(
+    opened = _send(
+        transport,
         "POST",
         "/v1/sessions",
         json_body={
@@ -112,8 +139,9 @@ def upload_events(
     resumed_from = seq
     gaps = 0
     while seq < len(events):
-        chunk = events[seq : seq + chunk_size]
-        resp = transport(
+        chunk = _next_chunk(events, seq, chunk_size, chunk_bytes)
+        resp = _send(
+            transport,
             "PUT",
             f"/v1/sessions/{sid}/events?from_seq={seq}",
             content=_chunk_body(chunk),
@@ -128,7 +156,8 @@ def upload_events(
             continue
         raise _fail(f"uploading events of {session_id} from seq {seq}", resp)
     sealed = is_sealed(events)
-    done = transport(
+    done = _send(
+        transport,
         "POST",
         f"/v1/sessions/{sid}/seal",
         json_body={"sealed": sealed, "event_count": len(events), "head": chain_head(events)},

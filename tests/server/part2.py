@@ -142,3 +142,44 @@ def settings_of(path: Path) -> dict[str, Any]:
     data = yaml.safe_load(path.read_text())
     assert isinstance(data, dict)
     return data
+
+
+class ClientTransport:
+    """The uploader's transport over a TestClient (or any httpx.Client), as one user."""
+
+    def __init__(self, api: Api, user: str, fail_after: int | None = None) -> None:
+        self.api = api
+        self.user = user
+        self.calls: list[tuple[str, str]] = []
+        self.fail_after = fail_after  # raise on the call after this many (a dropped link)
+
+    def __call__(self, method: str, path: str, *, json_body: Any = None,
+                 content: bytes | None = None, content_type: str | None = None) -> Any:
+        from streamctl.transcript.upload import TransportResponse
+
+        if self.fail_after is not None and len(self.calls) >= self.fail_after:
+            raise ConnectionError("access server unreachable")
+        self.calls.append((method, path))
+        headers = self.api.headers(self.user)
+        if content_type:
+            headers["Content-Type"] = content_type
+        resp = self.api.client.request(method, path, headers=headers, json=json_body,
+                                       content=content)
+        body = resp.json() if resp.content else {}
+        return TransportResponse(resp.status_code, body if isinstance(body, dict) else {})
+
+
+def grant_id(api: Api, user: str = "alice", topics: tuple[str, ...] = ("orders",)) -> str:
+    """Issue a real grant and return its id (a transcript session must be bound to one)."""
+    resp = api.grant(user, list(topics), ["read"])
+    assert resp.status_code == 201, resp.text
+    value: str = resp.json()["grant_id"]
+    return value
+
+
+def backend_url(request: Any, folder: Path) -> str:
+    """A fresh database for the fixture's backend param: SQLite file or new PostgreSQL db."""
+    if request.param == "sqlite":
+        return sqlite_url(folder)
+    url: str = request.getfixturevalue("postgres").new_database()
+    return url
