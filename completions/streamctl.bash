@@ -13,7 +13,7 @@ _streamctl_completion() {
             "config") case "$word" in set|show|unset|use) path="${path:+$path }$word" ;; esac ;;
             "grant") case "$word" in ls|request|revoke|status) path="${path:+$path }$word" ;; esac ;;
             "policy") case "$word" in check|explain) path="${path:+$path }$word" ;; esac ;;
-            "server") case "$word" in hash-secret|init|rotate-key|run) path="${path:+$path }$word" ;; esac ;;
+            "server") case "$word" in audit-export|hash-secret|init|rotate-key|run) path="${path:+$path }$word" ;; esac ;;
             "sessions") case "$word" in ls|play|show|sync) path="${path:+$path }$word" ;; esac ;;
         esac
     done
@@ -45,7 +45,8 @@ _streamctl_completion() {
         "policy explain") words="--subject -s --topic -t --op --policy -p --role --output -o --help -h" ;;
         "produce") words="--file -f --key-separator -K --header -H --partition -P --ttl --reason -r --approval --profile -p --server --output -o --help -h" ;;
         "request-approval") words="--read --write --reason -r --for --start --reviewers --wait --nowait --profile -p --server --output -o --help -h" ;;
-        "server") words="hash-secret init rotate-key run --help -h" ;;
+        "server") words="audit-export hash-secret init rotate-key run --help -h" ;;
+        "server audit-export") words="--config -c --output -o --since --help -h" ;;
         "server hash-secret") words="--help -h" ;;
         "server init") words="--issuer-url --database-url --port --help -h" ;;
         "server rotate-key") words="--config -c --algorithm --help -h" ;;

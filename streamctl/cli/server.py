@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from streamctl.cli.audit_export import audit_export
 from streamctl.server.config import ConfigError, load_config
 
 server_app = typer.Typer(
@@ -36,6 +37,9 @@ PASSWORD_ENV = {"alice": "STREAMCTL_ALICE_PASSWORD", "bob": "STREAMCTL_BOB_PASSW
 def _fail(message: str, code: int = 1) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
+
+
+server_app.command("audit-export")(audit_export)
 
 
 @server_app.command("init")
