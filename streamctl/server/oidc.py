@@ -10,7 +10,7 @@ from string import Template
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from streamctl.server import device_flow
 from streamctl.server.auth import State
@@ -56,8 +56,6 @@ def device_authorization(
     scope: Annotated[str, Form(max_length=500)] = "",
 ) -> Any:
     """RFC 8628 section 3.1: start a device login."""
-    from fastapi.responses import JSONResponse
-
     with state.store.session() as session:
         body = device_flow.start(state, session, client_id, scope)
     return JSONResponse(body, headers=NO_STORE)
@@ -89,8 +87,6 @@ def token(
     scope: Annotated[str, Form(max_length=500)] = "",
 ) -> Any:
     """Token endpoint: device_code, refresh_token and client_credentials grants."""
-    from fastapi.responses import JSONResponse
-
     basic = _basic_credentials(request)
     if basic is not None:
         client_id, client_secret = basic
@@ -142,14 +138,19 @@ def device_page(user_code: str = "") -> HTMLResponse:
 def device_submit(
     request: Request,
     state: State,
-    user_code: Annotated[str, Form(max_length=32)],
-    username: Annotated[str, Form(max_length=200)],
-    password: Annotated[str, Form(max_length=1000)],
-    action: Annotated[str, Form(max_length=16)] = "approve",
+    user_code: Annotated[str, Form()] = "",
+    username: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "",
+    action: Annotated[str, Form()] = "approve",
 ) -> HTMLResponse:
     """Sign in and approve or deny the device login."""
+    user_code = user_code[:32]
     if action not in ("approve", "deny"):
         return _page(user_code, "Choose Approve or Deny.", error=True, status=400)
+    if not user_code or not username or not password:
+        return _page(user_code, "Enter the code, your username and your password.", True, 400)
+    if len(username) > 200 or len(password) > 1000:
+        return _page(user_code, "Wrong username or password.", error=True, status=400)
     address = request.client.host if request.client else "unknown"
     with state.store.session() as session:
         result = device_flow.verify_user(

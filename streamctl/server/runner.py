@@ -33,6 +33,7 @@ def _asgi(app: FastAPI) -> Any:
 
 def run_server(config: ServerConfig, host: str | None = None, port: int | None = None) -> None:
     """Open the store (migrating it), then serve HTTP on host:port until a stop signal."""
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     app = create_app(config)
     hc = HypercornConfig()
     hc.bind = [f"{host or config.host}:{config.port if port is None else port}"]
