@@ -90,7 +90,8 @@ class WebhookDispatcher:
         self._stopped = False
         self._thread: threading.Thread | None = None
         self.delivered = 0
-        self.failed = 0
+        self.failed = 0  # deliveries dropped after the last attempt
+        self.failed_attempts = 0  # attempts that did not get a 2xx answer
 
     def start(self) -> None:
         if self.settings.urls and self._thread is None:
@@ -132,7 +133,9 @@ class WebhookDispatcher:
                 with self._cond:
                     if ok:
                         self.delivered += 1
-                    elif attempt < self.settings.max_attempts:
+                        continue
+                    self.failed_attempts += 1
+                    if attempt < self.settings.max_attempts:
                         delay = min(
                             self.settings.backoff_seconds * 2 ** (attempt - 1),
                             MAX_BACKOFF_SECONDS,
