@@ -299,13 +299,28 @@ def _check_version(cls: Any, api_key: int, version: int, make: Callable[[str], E
         )
 
 
-def decode_body(message_cls: Any, version: int, data: Buffer, pos: int = 0) -> Message:
-    """Decode a whole message body at a version; raise WireError if it is not exactly one body."""
+def decode_body_prefix(
+    message_cls: Any, version: int, data: Buffer, pos: int = 0
+) -> tuple[Message, int]:
+    """Decode one message body starting at pos; return it and the position just after it."""
     reader = _Reader(data, pos, len(data))
     flexible = bool(message_cls.flexible_version_q(version))
     obj = _decode_struct(message_cls._struct, reader, version, flexible, message_cls[None])
-    if reader.pos != reader.end:
-        raise WireError(f"{reader.end - reader.pos} unexpected bytes after the body")
+    return obj, reader.pos
+
+
+def decode_body(
+    message_cls: Any, version: int, data: Buffer, pos: int = 0, exact: bool = True
+) -> Message:
+    """Decode a message body at a version; with exact, bytes left after it are a WireError.
+
+    Kafka itself ignores bytes after a body (and librdkafka sends a few after some Metadata
+    requests), so the request/response helpers below are lenient by default: the broker and
+    the tunnel then act on the very same decoded prefix.
+    """
+    obj, end = decode_body_prefix(message_cls, version, data, pos)
+    if exact and end != len(data):
+        raise WireError(f"{len(data) - end} unexpected bytes after the body")
     return obj
 
 
@@ -317,7 +332,9 @@ def encode_body(message_cls: Any, version: int, obj: Message) -> bytes:
     return bytes(out)
 
 
-def decode_request(api_key: int, api_version: int, body: Buffer, pos: int = 0) -> Message:
+def decode_request(
+    api_key: int, api_version: int, body: Buffer, pos: int = 0, exact: bool = False
+) -> Message:
     """Decode a request body (after the header); ClientProtocolError if it is not valid."""
     try:
         cls = _message_class(api_key, request=True)
@@ -327,14 +344,16 @@ def decode_request(api_key: int, api_version: int, body: Buffer, pos: int = 0) -
         ) from None
     _check_version(cls, api_key, api_version, ClientProtocolError)
     try:
-        return decode_body(cls, api_version, body, pos)
+        return decode_body(cls, api_version, body, pos, exact)
     except WireError as exc:
         raise ClientProtocolError(
             f"client sent a malformed {api_name(api_key)} v{api_version} request: {exc}"
         ) from None
 
 
-def decode_response(api_key: int, api_version: int, body: Buffer, pos: int = 0) -> Message:
+def decode_response(
+    api_key: int, api_version: int, body: Buffer, pos: int = 0, exact: bool = False
+) -> Message:
     """Decode a response body (after the header); BrokerProtocolError if it is not valid."""
     try:
         cls = _message_class(api_key, request=False)
@@ -344,7 +363,7 @@ def decode_response(api_key: int, api_version: int, body: Buffer, pos: int = 0) 
         ) from None
     _check_version(cls, api_key, api_version, BrokerProtocolError)
     try:
-        return decode_body(cls, api_version, body, pos)
+        return decode_body(cls, api_version, body, pos, exact)
     except WireError as exc:
         raise BrokerProtocolError(
             f"broker sent a malformed {api_name(api_key)} v{api_version} response: {exc}"

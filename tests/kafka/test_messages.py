@@ -81,11 +81,14 @@ def test_truncated_string_names_the_field() -> None:
         decode_request(ApiKey.METADATA, 1, body)
 
 
-def test_trailing_bytes_are_refused() -> None:
+def test_trailing_bytes_are_refused_only_when_exact() -> None:
     body = encode_request(ApiKey.HEARTBEAT, 0, MESSAGE_CLASSES[ApiKey.HEARTBEAT][0][0](
         group_id="g", generation_id=1, member_id="m"))
     with pytest.raises(ClientProtocolError, match="unexpected bytes"):
-        decode_request(ApiKey.HEARTBEAT, 0, body + b"\x00")
+        decode_request(ApiKey.HEARTBEAT, 0, body + b"\x00", exact=True)
+    # Like Kafka itself, the default is to act on the body and ignore what follows it.
+    assert decode_request(ApiKey.HEARTBEAT, 0, body + b"\x00").group_id == "g"
+
 
 
 def test_response_errors_blame_the_broker() -> None:
