@@ -105,9 +105,9 @@ def write_starter(
     config_path = folder / "server.yaml"
     if config_path.exists():
         raise FileExistsError(f"{config_path} already exists; not overwriting it")
-    chosen = dict(passwords or {})
-    for user in ("alice", "bob"):
-        chosen.setdefault(user, secrets.token_urlsafe(12))
+    given = dict(passwords or {})
+    chosen = {u: given.pop(u, None) or secrets.token_urlsafe(12) for u in ("alice", "bob")}
+    chosen.update(given)
     settings: dict[str, object] = {
         "issuer_url": issuer_url,
         "host": "127.0.0.1",
