@@ -1,0 +1,162 @@
+"""GrantMasker: the tunnel's RecordMasker for one grant, applied to fetched record batches.
+
+For a partition of a topic with rules, every complete batch is decoded, each record's value,
+key and headers are masked as the rules say, and the batch is re-encoded with the same codec
+keeping base offset, leader epoch, attributes (timestamp type, transactional, control),
+producer id/epoch, base sequence, timestamps and batch boundaries. Batches in which nothing
+changed are passed on as they came (after their CRC was checked); control batches carry no
+user data and pass untouched once decoded.
+
+Fail closed: anything that stops a batch from being masked (corrupt bytes, a bad CRC, an
+unknown codec, a legacy magic 0/1 message set, an unexpected error) raises MaskingError and
+the tunnel answers the partition with an error and no records. A truncated final batch is
+dropped rather than passed on, since its records could not be masked; the client fetches
+those offsets again and gets them whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from streamctl.kafka.records import (
+    DEFAULT_MAX_DECOMPRESSED,
+    Record,
+    RecordsError,
+    decode_batch,
+    encode_batch,
+    iter_batch_headers,
+)
+from streamctl.masking.errors import MaskingError
+from streamctl.masking.payload import BINARY_REPLACEMENT, mask_payload
+from streamctl.masking.rules import CompiledRule, TopicPlan, compile_rules, plan_for
+from streamctl.masking.strategies import derive_hash_key
+from streamctl.policy.grant import Grant, MaskingRule
+from streamctl.tunnel.hooks import MaskOutcome
+
+#: Count key for the number of records looked at (the other keys are rule names).
+RECORDS_SEEN = "records_seen"
+_PLAN_CACHE_LIMIT = 4096
+_REDACTED_HEADER = BINARY_REPLACEMENT
+
+
+class GrantMasker:
+    """Masks fetched records by the masking rules of one grant (a `RecordMasker`)."""
+
+    def __init__(
+        self,
+        grant: Grant,
+        secret: bytes = b"",
+        *,
+        max_decompressed: int = DEFAULT_MAX_DECOMPRESSED,
+    ) -> None:
+        rules: Sequence[MaskingRule] = () if grant.unmasked else grant.masking
+        needs_key = any(r.strategy == "hash" for r in rules)
+        hash_key = derive_hash_key(grant.grant_id, secret) if needs_key else None
+        self._rules: tuple[CompiledRule, ...] = compile_rules(rules, hash_key)
+        self._plans: dict[str, TopicPlan | None] = {}
+        self._max_decompressed = max_decompressed
+
+    def _plan(self, topic: str) -> TopicPlan | None:
+        try:
+            return self._plans[topic]
+        except KeyError:
+            pass
+        if len(self._plans) >= _PLAN_CACHE_LIMIT:
+            self._plans.clear()
+        plan = self._plans[topic] = plan_for(self._rules, topic)
+        return plan
+
+    def needs_masking(self, topic: str) -> bool:
+        """True when a rule covers the topic; other topics take the byte-for-byte path."""
+        return self._plan(topic) is not None
+
+    def mask(self, topic: str, partition: int, records: bytes) -> MaskOutcome:
+        """Mask one partition's records field; raises MaskingError to fail closed."""
+        plan = self._plan(topic)
+        if plan is None:
+            return MaskOutcome(records, {})
+        counts: dict[str, int] = dict.fromkeys(plan.rule_names, 0)
+        counts[RECORDS_SEEN] = 0
+        try:
+            out = self._mask_batches(plan, records, counts)
+        except MaskingError:
+            raise
+        except RecordsError as exc:
+            raise MaskingError(f"topic {topic!r} partition {partition}: {exc}") from None
+        except Exception as exc:  # fail closed on anything unforeseen, without the content
+            raise MaskingError(
+                f"topic {topic!r} partition {partition}: masking failed ({type(exc).__name__})"
+            ) from None
+        return MaskOutcome(out, counts)
+
+    def _mask_batches(self, plan: TopicPlan, records: bytes, counts: dict[str, int]) -> bytes:
+        view = memoryview(records)
+        parts: list[bytes | bytearray] = []
+        for header in iter_batch_headers(view):
+            if header.magic < 2:
+                raise MaskingError("legacy magic 0/1 message set cannot be masked")
+            raw = records[header.position : header.position + header.size]
+            batch = decode_batch(raw, max_decompressed=self._max_decompressed)
+            if batch.is_control:
+                if any(r.key is None or len(r.key) < 4 for r in batch.records):
+                    raise MaskingError("control batch holds records that are not control records")
+                parts.append(raw)
+                continue
+            counts[RECORDS_SEEN] += len(batch.records)
+            masked = [mask_record(r, plan, counts) for r in batch.records]
+            if any(m is not r for m, r in zip(masked, batch.records, strict=True)):
+                batch.records = masked
+                parts.append(encode_batch(batch))
+            else:
+                parts.append(raw)
+        return b"".join(parts)
+
+
+def mask_record(record: Record, plan: TopicPlan, counts: dict[str, int]) -> Record:
+    """The masked record, or the same object when nothing in it needed masking."""
+    attributes, ts_delta, offset_delta, key, value, headers = record
+    new_value = value
+    if value and plan.value:
+        new_value = mask_payload(value, plan.value, counts)
+    new_key = key
+    if key and plan.key:
+        new_key = mask_payload(key, plan.key, counts)
+    new_headers = headers
+    if headers and (plan.header_names or plan.header_values):
+        new_headers = _mask_headers(headers, plan, counts)
+    if new_value is value and new_key is key and new_headers is headers:
+        return record
+    return Record(attributes, ts_delta, offset_delta, new_key, new_value, new_headers)
+
+
+def _mask_headers(
+    headers: tuple[tuple[str, bytes | None], ...], plan: TopicPlan, counts: dict[str, int]
+) -> tuple[tuple[str, bytes | None], ...]:
+    """Headers named by a rule are masked whole; detectors run over every header value."""
+    out: list[tuple[str, bytes | None]] = []
+    changed = False
+    for name, value in headers:
+        rule = next((r for r in plan.header_names if r.matches_header(name)), None)
+        if rule is not None and value is not None:
+            counts[rule.name] = counts.get(rule.name, 0) + 1
+            changed = True
+            if rule.strategy == "drop":
+                continue
+            if rule.strategy == "null":
+                out.append((name, None))
+                continue
+            try:
+                text = value.decode("utf-8")
+            except UnicodeDecodeError:
+                out.append((name, _REDACTED_HEADER))
+                continue
+            out.append((name, rule.text_mask(text).encode("utf-8")))
+            continue
+        if value and plan.header_values:
+            masked = mask_payload(value, plan.header_values, counts)
+            if masked is not value:
+                changed = True
+                out.append((name, masked))
+                continue
+        out.append((name, value))
+    return tuple(out) if changed else headers
