@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections.abc import Sequence
 from typing import Annotated, Any
 
@@ -33,6 +34,7 @@ from sqlalchemy import (
     select,
     true,
 )
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -176,7 +178,20 @@ def _own_session(session: Session, principal: Principal, session_id: str,
 def open_session(
     state: ServerState, principal: Principal, body: SessionIn
 ) -> tuple[int, dict[str, Any]]:
-    """Create the session header (201) or return the existing one (200) so uploads resume."""
+    """Create the session header (201) or return the existing one (200) so uploads resume.
+
+    Two uploaders may open the same session at once (on two server processes): the
+    loser of the insert race gets the winner's row.
+    """
+    try:
+        return _open_session(state, principal, body)
+    except IntegrityError:
+        return _open_session(state, principal, body)
+
+
+def _open_session(
+    state: ServerState, principal: Principal, body: SessionIn
+) -> tuple[int, dict[str, Any]]:
     with state.store.session() as session:
         grant = session.get(GrantRecord, body.grant_id)
         if grant is None or grant.subject != principal.subject:
@@ -249,8 +264,24 @@ def _refuse_chain(session: Session, row: TranscriptSession, principal: Principal
 
 def store_chunk(state: ServerState, principal: Principal, session_id: str, from_seq: int,
                 raw: bytes) -> JSONResponse:
-    """Apply one chunk of events; idempotent, refuses gaps and broken chains."""
+    """Apply one chunk of events; idempotent, refuses gaps and broken chains.
+
+    A concurrent upload of the same session that wins a race (SQLite has no row locks)
+    makes this attempt fail on insert; it is then retried against the new state.
+    """
     events = _parse_chunk(raw)
+    for attempt in range(6):
+        try:
+            return _store_chunk(state, principal, session_id, from_seq, events)
+        except (IntegrityError, OperationalError):
+            if attempt == 5:
+                raise
+            time.sleep(0.02 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _store_chunk(state: ServerState, principal: Principal, session_id: str, from_seq: int,
+                 events: list[dict[str, Any]]) -> JSONResponse:
     with state.store.session() as session:
         row = _own_session(session, principal, session_id, lock=True)
         if row.status != "open":

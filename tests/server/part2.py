@@ -183,3 +183,50 @@ def backend_url(request: Any, folder: Path) -> str:
         return sqlite_url(folder)
     url: str = request.getfixturevalue("postgres").new_database()
     return url
+
+
+class TwoServers:
+    """Two real `streamctl server run` processes sharing one folder (keys) and one database."""
+
+    def __init__(self, urls: list[str], tokens: dict[str, str]) -> None:
+        self.urls = urls
+        self.tokens = tokens
+
+    def headers(self, user: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[user]}"}
+
+
+@contextmanager
+def two_servers(folder: Path, database_url: str, **sections: Any) -> Iterator[TwoServers]:
+    """Start both processes on free ports; tokens come from the shared signing keys."""
+    from tests.server.helpers import free_port, run_server
+
+    config_path = write_server(folder, database_url, **sections)
+    state = ServerState.open(load_config(config_path))  # migrates once, before both start
+    tokens = {u: issue_access_token(state, u, "user", "streamctl")[0] for u in USERS}
+    state.store.dispose()
+    with run_server(config_path, free_port()) as first, \
+            run_server(config_path, free_port()) as second:
+        yield TwoServers([first.url, second.url], tokens)
+
+
+class HttpTransport:
+    """The uploader's transport over real HTTP, alternating between servers call by call."""
+
+    def __init__(self, clients: list[Any], headers: dict[str, str]) -> None:
+        self.clients = clients
+        self.headers = headers
+        self.calls = 0
+
+    def __call__(self, method: str, path: str, *, json_body: Any = None,
+                 content: bytes | None = None, content_type: str | None = None) -> Any:
+        from streamctl.transcript.upload import TransportResponse
+
+        client = self.clients[self.calls % len(self.clients)]
+        self.calls += 1
+        headers = dict(self.headers)
+        if content_type:
+            headers["Content-Type"] = content_type
+        resp = client.request(method, path, headers=headers, json=json_body, content=content)
+        body = resp.json() if resp.content else {}
+        return TransportResponse(resp.status_code, body if isinstance(body, dict) else {})
