@@ -12,6 +12,8 @@ import sys
 import traceback
 
 import typer
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+from typer.exceptions import Abort
 
 from streamctl import __version__
 from streamctl.cli import approvals, config_cmd, connect, grants, login, records, sessions
@@ -23,7 +25,7 @@ from streamctl.client.errors import ClientError
 app = typer.Typer(
     name="streamctl",
     help="Scoped, time-boxed, audited access to Apache Kafka.",
-    epilog=help_epilog(),
+    epilog=help_epilog(full=True),
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode="rich",
@@ -103,17 +105,34 @@ def _fail(message: str, hint: str | None, code: int) -> None:
     sys.exit(code)
 
 
+def _usage_line(exc: ClickException) -> str:
+    """A usage error in one line, naming the help to read."""
+    ctx = getattr(exc, "ctx", None)
+    command = ctx.command_path if ctx is not None else "streamctl"
+    return f"error: {exc.format_message().rstrip('.')}; see `{command} --help`"
+
+
 def main() -> None:
     """Console-script entry point: run the app, turning expected failures into one line."""
     try:
-        app()
+        rc = app(standalone_mode=False)
+    except NoArgsIsHelpError as exc:
+        sys.stdout.write(exc.format_message() + "\n")
+        sys.exit(int(ExitCode.USAGE))
+    except ClickException as exc:
+        if _debug_wanted():
+            traceback.print_exc()
+        sys.stderr.write(_usage_line(exc) + "\n")
+        sys.exit(exc.exit_code if isinstance(exc, UsageError) else int(ExitCode.ERROR))
     except ClientError as exc:
         if _debug_wanted():
             traceback.print_exc()
         _fail(exc.message, exc.hint, int(exit_code_for(exc)))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Abort):
         sys.stderr.write("interrupted\n")
         sys.exit(int(ExitCode.INTERRUPTED))
+    except BrokenPipeError:
+        sys.exit(int(ExitCode.OK))
     except Exception as exc:
         if _debug_wanted():
             traceback.print_exc()
@@ -122,3 +141,4 @@ def main() -> None:
             "run again with --debug for details, and report it if it persists",
             int(ExitCode.ERROR),
         )
+    sys.exit(rc if isinstance(rc, int) else int(ExitCode.OK))

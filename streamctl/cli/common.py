@@ -20,7 +20,7 @@ from rich.console import Console
 from streamctl.cli.exit_codes import UsageProblem
 from streamctl.client.api import AccessClient
 from streamctl.client.credentials import AccessTokenSource, BotLogin, StoredLogin
-from streamctl.client.errors import NotLoggedIn, TokenStorageError
+from streamctl.client.errors import NotLoggedIn
 from streamctl.client.oidc import IssuerMetadata, discover
 from streamctl.client.profiles import (
     DEFAULT_PROFILE,
@@ -198,7 +198,7 @@ class Session:
             raise NotLoggedIn(
                 f"no access server configured for profile {self.profile!r}",
                 hint="run `streamctl login --server URL` or set STREAMCTL_SERVER",
-                code="usage",
+                code="no_server",
             )
         return self.server
 
@@ -303,6 +303,3 @@ def open_session(
         bot=bot,
     )
 
-
-def storage_error_hint(exc: TokenStorageError) -> TokenStorageError:
-    return exc

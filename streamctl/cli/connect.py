@@ -103,11 +103,12 @@ def connect(
     command = shlex.split(exec_) if exec_ else None
     if exec_ is not None and not command:
         raise UsageProblem("--exec needs a command", code="usage")
+    ttl_seconds = parse_duration(ttl, what="--ttl") if ttl else None
     session = open_session(profile, server)
     try:
         issued = obtain_grant(
             session, topics=topics, operations=ops,
-            ttl_seconds=parse_duration(ttl, what="--ttl") if ttl else None,
+            ttl_seconds=ttl_seconds,
             reason=reason, approval_id=approval,
         )
     finally:

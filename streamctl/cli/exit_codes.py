@@ -70,7 +70,23 @@ def exit_code_for(exc: errors.ClientError) -> ExitCode:
     return ExitCode.ERROR
 
 
-def help_epilog() -> str:
-    """The exit-code table as it appears at the end of `--help`."""
-    rows = "\n\n".join(f"{int(code):>3}  {MEANINGS[code]}" for code in ExitCode)
-    return f"Exit codes:\n\n{rows}"
+#: Short forms for the one-paragraph epilog of each command's help.
+SHORT: dict[ExitCode, str] = {
+    ExitCode.OK: "ok",
+    ExitCode.ERROR: "error",
+    ExitCode.USAGE: "usage",
+    ExitCode.NOT_AUTHORIZED: "not authorized / needs approval",
+    ExitCode.NOT_LOGGED_IN: "not logged in / expired",
+    ExitCode.SERVER_UNREACHABLE: "server unreachable",
+    ExitCode.NOT_FOUND: "not found",
+    ExitCode.DENIED_OR_EXPIRED: "denied / expired",
+    ExitCode.INTERRUPTED: "interrupted",
+}
+
+
+def help_epilog(full: bool = False) -> str:
+    """The exit codes as they appear at the end of `--help` (the full table on the root)."""
+    if full:
+        rows = "\n\n".join(f"{int(code):>3}  {MEANINGS[code]}" for code in ExitCode)
+        return f"Exit codes:\n\n{rows}"
+    return "Exit codes: " + ", ".join(f"{int(c)} {SHORT[c]}" for c in ExitCode) + "."

@@ -116,12 +116,13 @@ def request(
     """Ask the access server for a grant; prints its id (the token itself with -o json)."""
     fmt = check_output(output)
     ops = operations_from(read, write, operation)
+    ttl_seconds = parse_duration(ttl, what="--ttl") if ttl else None
     session = open_session(profile, server)
     try:
         grant = session.client().request_grant(
             topics=topics,
             operations=ops,
-            ttl_seconds=parse_duration(ttl, what="--ttl") if ttl else None,
+            ttl_seconds=ttl_seconds,
             reason=reason,
             cluster=cluster or session.settings.get("cluster"),
             approval_id=approval,

@@ -167,11 +167,12 @@ def tail(
         if from_time else None
     from streamctl.cli.common import parse_duration
 
+    ttl_seconds = parse_duration(ttl, what="--ttl") if ttl else None
     session = open_session(profile, server)
     try:
         issued = obtain_grant(
             session, topics=[topic], operations=["read"],
-            ttl_seconds=parse_duration(ttl, what="--ttl") if ttl else None, reason=reason,
+            ttl_seconds=ttl_seconds, reason=reason,
         )
     finally:
         session.close()
@@ -310,11 +311,12 @@ def produce(
         raise UsageProblem(f"cannot read {file}: {exc.strerror}", code="usage") from exc
     from streamctl.cli.common import parse_duration
 
+    ttl_seconds = parse_duration(ttl, what="--ttl") if ttl else None
     session = open_session(profile, server)
     try:
         issued = obtain_grant(
             session, topics=[topic], operations=["write"],
-            ttl_seconds=parse_duration(ttl, what="--ttl") if ttl else None, reason=reason,
+            ttl_seconds=ttl_seconds, reason=reason,
             approval_id=approval,
         )
     finally:

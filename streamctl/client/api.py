@@ -7,6 +7,8 @@ message and its hint (the next command to run).
 
 from __future__ import annotations
 
+import functools
+import ssl
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -33,6 +35,12 @@ JSON = dict[str, Any]
 
 #: Server error codes that mean "get an approval first" rather than "you may never".
 _APPROVAL_CODES = frozenset({"approval_required", "needs_approval"})
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The OS trust store (honours SSL_CERT_FILE), where corporate CAs are; built once."""
+    return ssl.create_default_context()
 
 
 def _error_from(response: httpx.Response) -> ClientError:
@@ -81,7 +89,9 @@ class AccessClient:
     ) -> None:
         self.server = server.rstrip("/")
         self._credentials = credentials
-        self.http = http or httpx.Client(timeout=timeout, follow_redirects=False)
+        self.http = http or httpx.Client(
+            timeout=timeout, follow_redirects=False, verify=tls_context()
+        )
 
     def close(self) -> None:
         self.http.close()
