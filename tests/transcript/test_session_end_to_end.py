@@ -9,6 +9,9 @@ right subject, session and record.
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -114,3 +117,65 @@ def test_recorded_session_answers_who_produced_and_consumed(
         assert any(e["operation"] == "delete" and e["reason"] for e in refusals), refusals
         stored = json.dumps(events)
         assert "4111111111111111" not in stored and '"n": 7' not in stored
+
+
+TUNNEL_PROCESS = """
+import json, sys, time
+from pathlib import Path
+from streamctl.policy.grant import Grant
+from streamctl.transcript.recorder import TranscriptRecorder
+from streamctl.tunnel.engine import Tunnel, TunnelThread
+
+claims, spool, upstream = json.loads(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+grant = Grant.from_claims(claims)
+recorder = TranscriptRecorder(spool, subject=grant.subject, grant_id=grant.grant_id,
+                              flush_interval=0.2)
+with TunnelThread(Tunnel(grant, None, observer=recorder, upstream_bootstrap=upstream)) as t:
+    print(t.bootstrap, recorder.session_id, flush=True)
+    time.sleep(600)
+"""
+
+
+def test_tunnel_killed_mid_session_is_uploaded_later_unsealed(
+    kafka: KafkaCluster, tmp_path: Path
+) -> None:
+    topic = f"sandbox.kill-{uuid.uuid4().hex[:8]}"
+    kafka.create_topic(topic)
+    spool = tmp_path / "spool"
+    folder = tmp_path / "server"
+    repo = Path(__file__).resolve().parents[2]
+    with running_api(folder, sqlite_url(folder)) as api:
+        issued = api.grant("alice", [topic], ["read", "write", "describe"])
+        assert issued.status_code == 201, issued.text
+        proc = subprocess.Popen(
+            [sys.executable, "-c", TUNNEL_PROCESS, json.dumps(issued.json()["claims"]),
+             str(spool), kafka.bootstrap], stdout=subprocess.PIPE, text=True, cwd=str(repo))
+        try:
+            assert proc.stdout is not None
+            bootstrap, session_id = proc.stdout.readline().split()
+            offsets: list[int] = []
+            producer = Producer({"bootstrap.servers": bootstrap, "broker.address.family": "v4"})
+            for i in range(100):
+                producer.produce(topic, value=b"v%d" % i,
+                                 on_delivery=lambda err, msg: offsets.append(msg.offset()))
+            assert producer.flush(60) == 0 and len(offsets) == 100
+            del producer
+            time.sleep(1.0)  # longer than the flush interval
+            assert find_pending(spool) == []  # alive: its spool is locked
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        [pending] = find_pending(spool)
+        assert pending.session_id == session_id and pending.sealed is False
+        [outcome] = sync_pending(spool, ClientTransport(api, "alice"))
+        assert outcome.uploaded and not outcome.sealed
+        info = api.get("alice", f"/v1/sessions/{session_id}").json()
+        assert info["status"] == "unsealed" and info["verified"]
+        who = api.get("alice", "/v1/audit/produced",
+                      params={"topic": topic, "partition": 0, "offset": max(offsets)}).json()
+        [match] = who["matches"]
+        assert match["session_id"] == session_id and match["session_status"] == "unsealed"
+        assert match["record_digest"] == record_digest(None, b"v99")
