@@ -5,19 +5,27 @@ wire (the broker's original bytes, before any rewrite). To keep clients talking 
 proxy it uses streamctl's own protocol core the way the tunnel will: ApiVersions answers are
 clamped to SUPPORTED_VERSIONS, and advertised broker addresses are rewritten to one local
 listener per node id. A frame the core cannot parse is recorded as an error, not fatal.
+
+With `refuse` set, it also plays the tunnel's refusal role: a request the callback picks is
+answered locally with `refusal_response`, still in request order on its connection, so real
+clients can show which error they report (issue 3, must-show 4).
 """
 
 from __future__ import annotations
 
 import socket
 import threading
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from streamctl.kafka.apis import ApiKey
 from streamctl.kafka.errors import KafkaProtocolError
 from streamctl.kafka.framing import FrameBuffer, encode_frame
 from streamctl.kafka.headers import correlation_id_of_response, parse_request_header
+from streamctl.kafka.refusals import refusal_response
 from streamctl.kafka.rewrite import carries_addresses, rewrite_addresses
+from streamctl.kafka.summary import RequestSummary, summarize
 from streamctl.kafka.versions import clamp_api_versions
 
 
@@ -49,6 +57,37 @@ class Recording:
             self.errors.append(text)
 
 
+#: Picks the requests to refuse: (error code, message) to refuse, None to forward.
+Refuser = Callable[[RequestSummary], "tuple[int, str | None] | None"]
+
+
+class _InOrder:
+    """Responses of one connection, released strictly in request order."""
+
+    def __init__(self, client: socket.socket) -> None:
+        self.client = client
+        self.lock = threading.Lock()
+        self.slots: deque[list[object]] = deque()  # [correlation id, payload or None]
+
+    def expect(self, correlation_id: int) -> None:
+        with self.lock:
+            self.slots.append([correlation_id, None])
+
+    def deliver(self, correlation_id: int, payload: bytes) -> None:
+        with self.lock:
+            for slot in self.slots:
+                if slot[0] == correlation_id and slot[1] is None:
+                    slot[1] = payload
+                    break
+            else:
+                self.client.sendall(encode_frame(payload))
+                return
+            while self.slots and self.slots[0][1] is not None:
+                ready = self.slots.popleft()[1]
+                assert isinstance(ready, bytes)
+                self.client.sendall(encode_frame(ready))
+
+
 class RecordingProxy:
     """Listens on loopback, one port for bootstrap and one per broker node it learns about."""
 
@@ -56,6 +95,7 @@ class RecordingProxy:
         host, port = bootstrap.rsplit(":", 1)
         self.recording = Recording()
         self.label = "unlabelled"
+        self.refuse: Refuser | None = None
         self._lock = threading.Lock()
         self._closing = threading.Event()
         self._sockets: list[socket.socket] = []
@@ -121,15 +161,16 @@ class RecordingProxy:
                 self._sockets.extend([client, broker])
             pending: dict[int, tuple[int, int]] = {}
             label = self.label
-            threading.Thread(target=self._pump_requests, args=(client, broker, pending, label),
-                             daemon=True).start()
-            threading.Thread(target=self._pump_responses, args=(broker, client, pending, label),
-                             daemon=True).start()
+            order = _InOrder(client)
+            threading.Thread(target=self._pump_requests,
+                             args=(client, broker, pending, label, order), daemon=True).start()
+            threading.Thread(target=self._pump_responses,
+                             args=(broker, client, pending, label, order), daemon=True).start()
 
     # ------------------------------------------------------------------ pumps
 
     def _pump_requests(self, client: socket.socket, broker: socket.socket,
-                       pending: dict[int, tuple[int, int]], label: str) -> None:
+                       pending: dict[int, tuple[int, int]], label: str, order: _InOrder) -> None:
         frames = FrameBuffer(peer="client")
         try:
             while data := client.recv(65536):
@@ -140,9 +181,22 @@ class RecordingProxy:
                     except KafkaProtocolError as exc:
                         self.recording.error(f"{label}: request header: {exc}")
                         return
-                    pending[header.correlation_id] = (header.api_key, header.api_version)
                     self.recording.add(Exchange(label, "request", header.api_key,
                                                 header.api_version, frame))
+                    try:
+                        summary = summarize(frame)
+                    except KafkaProtocolError as exc:
+                        self.recording.error(f"{label}: request: {exc}")
+                        summary = None
+                    refusal = self.refuse(summary) if self.refuse and summary else None
+                    if summary is not None and summary.expects_response:
+                        order.expect(header.correlation_id)
+                    if refusal is not None:
+                        payload = refusal_response(frame, refusal[0], refusal[1])
+                        if payload is not None:
+                            order.deliver(header.correlation_id, payload)
+                        continue
+                    pending[header.correlation_id] = (header.api_key, header.api_version)
                     broker.sendall(encode_frame(frame))
         except KafkaProtocolError as exc:
             self.recording.error(f"{label}: request framing: {exc}")
@@ -152,13 +206,14 @@ class RecordingProxy:
             _close_quietly(broker)
 
     def _pump_responses(self, broker: socket.socket, client: socket.socket,
-                        pending: dict[int, tuple[int, int]], label: str) -> None:
+                        pending: dict[int, tuple[int, int]], label: str, order: _InOrder) -> None:
         frames = FrameBuffer(peer="broker")
         try:
             while data := broker.recv(65536):
                 frames.feed(data)
                 while (frame := frames.next_frame()) is not None:
-                    client.sendall(encode_frame(self._on_response(frame, pending, label)))
+                    correlation_id = correlation_id_of_response(frame)
+                    order.deliver(correlation_id, self._on_response(frame, pending, label))
         except KafkaProtocolError as exc:
             self.recording.error(f"{label}: response framing: {exc}")
         except OSError:
