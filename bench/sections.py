@@ -9,4 +9,6 @@ from __future__ import annotations
 SECTIONS: list[str] = [
     "codec",
     "masking",
+    "tunnel",
+    "transcripts",
 ]
