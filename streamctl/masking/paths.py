@@ -49,10 +49,31 @@ class FieldPath:
     literal_keys: tuple[str, ...]
 
     def apply(self, document: Any, action: LeafAction) -> int:
-        """Replace (or drop) every value the path reaches; returns how many were reached."""
-        if len(self.literal_keys) == len(self.steps):
-            return _apply_keys(document, self.steps, action)  # type: ignore[arg-type]
-        return _apply(document, self.steps, 0, action)
+        """Replace (or drop) every value the path reaches; returns how many were reached.
+
+        Walked breadth-first without recursion: the frontier holds the containers reached
+        so far, which keeps the per-document cost to a few list operations per step.
+        """
+        steps = self.steps
+        nodes = [document]
+        for step in steps[:-1]:
+            following: list[Any] = []
+            for node in nodes:
+                kind = type(node)
+                if step is WILDCARD:
+                    if kind is dict:
+                        following.extend(node.values())
+                    elif kind is list:
+                        following.extend(node)
+                elif kind is dict:
+                    if type(step) is str and step in node:
+                        following.append(node[step])
+                elif kind is list and type(step) is int and -len(node) <= step < len(node):
+                    following.append(node[step])
+            if not following:
+                return 0
+            nodes = following
+        return _apply_leaf(nodes, steps[-1], action)
 
 
 def compile_path(text: str) -> FieldPath:
@@ -82,53 +103,32 @@ def compile_path(text: str) -> FieldPath:
     return FieldPath(text, tuple(steps), literal)
 
 
-def _apply_keys(node: Any, keys: tuple[str, ...], action: LeafAction) -> int:
-    """The common case: a path of object keys only, walked without recursion."""
-    for key in keys[:-1]:
-        if type(node) is not dict:
-            return 0
-        node = node.get(key)
-    last = keys[-1]
-    if type(node) is not dict or last not in node:
-        return 0
-    replacement = action(node[last])
-    if replacement is DROP:
-        del node[last]
-    else:
-        node[last] = replacement
-    return 1
-
-
-def _apply(node: Any, steps: tuple[Step, ...], i: int, action: LeafAction) -> int:
-    step = steps[i]
-    keys: Any
-    if step is WILDCARD:
-        if isinstance(node, dict):
-            keys = list(node)
-        elif isinstance(node, list):
-            keys = range(len(node))
+def _apply_leaf(nodes: list[Any], step: Step, action: LeafAction) -> int:
+    """Apply the action to the last step's values in every container reached."""
+    reached = 0
+    for node in nodes:
+        kind = type(node)
+        if kind is dict:
+            if step is WILDCARD:
+                keys: Any = list(node)
+            elif type(step) is str and step in node:
+                keys = (step,)
+            else:
+                continue
+        elif kind is list:
+            if step is WILDCARD:
+                keys = range(len(node) - 1, -1, -1)  # backwards, so drops keep indexes valid
+            elif type(step) is int and -len(node) <= step < len(node):
+                keys = (step % len(node),)
+            else:
+                continue
         else:
-            return 0
-    elif isinstance(step, int):
-        if not isinstance(node, list) or not -len(node) <= step < len(node):
-            return 0
-        keys = (step % len(node),)
-    else:
-        if not isinstance(node, dict) or step not in node:
-            return 0
-        keys = (step,)
-    if i + 1 < len(steps):
-        reached = 0
-        for k in keys:
-            reached += _apply(node[k], steps, i + 1, action)
-        return reached
-    dropped = []
-    for k in keys:
-        replacement = action(node[k])
-        if replacement is DROP:
-            dropped.append(k)
-        else:
-            node[k] = replacement
-    for k in reversed(dropped):  # reversed keeps array indexes valid while deleting
-        del node[k]
-    return len(keys)
+            continue
+        for key in keys:
+            replacement = action(node[key])
+            if replacement is DROP:
+                del node[key]
+            else:
+                node[key] = replacement
+            reached += 1
+    return reached

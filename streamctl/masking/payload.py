@@ -57,16 +57,10 @@ def mask_payload(raw: bytes, plan: TargetPlan, counts: dict[str, int]) -> bytes:
 def _mask_json(raw: bytes, text: str, plan: TargetPlan, counts: dict[str, int]) -> bytes | None:
     """Mask a JSON document; None when the text turns out not to be JSON."""
     escaped = "\\" in text
-    if escaped:
-        fields = list(plan.fields)
-    else:
-        fields = []
-        for field in plan.fields:
-            for quoted in field.quoted_keys:
-                if quoted not in text:
-                    break
-            else:
-                fields.append(field)
+    fields = [
+        f for f in plan.fields
+        if escaped or f.quoted_key is None or f.quoted_key in text
+    ]
     detector_rules = [
         r for r in plan.detectors
         if escaped or any(d.spans(text) for d in r.detectors)
@@ -82,7 +76,24 @@ def _mask_json(raw: bytes, text: str, plan: TargetPlan, counts: dict[str, int]) 
             return None
     changed = bool(detector_rules)  # a hit in the raw text: re-serialise, dropping duplicates
     for field in fields:
-        reached = field.path.apply(document, field.mask)
+        parents = field.parents
+        if parents is None:
+            reached = field.path.apply(document, field.mask)
+        else:  # object keys only: walked inline, the common and hot case
+            node = document
+            for key in parents:
+                if type(node) is not dict:
+                    break
+                node = node.get(key)
+            leaf = field.leaf
+            if type(node) is not dict or leaf not in node:
+                continue
+            replacement = field.mask(node[leaf])
+            if replacement is DROP:
+                del node[leaf]
+            else:
+                node[leaf] = replacement
+            reached = 1
         if reached:
             counts[field.name] = counts.get(field.name, 0) + reached
             changed = True

@@ -53,7 +53,25 @@ class FieldRule:
     name: str
     path: FieldPath
     mask: ValueMask
-    quoted_keys: tuple[str, ...]  # '"key"' strings a JSON text must hold to contain the path
+    #: '"key"' a JSON text must hold to contain the path (its last literal key), if any.
+    quoted_key: str | None
+    #: For paths of object keys only (the common case): the keys leading to the leaf's
+    #: parent, and the leaf's key, so the masking loop can walk them inline.
+    parents: tuple[str, ...] | None
+    leaf: str
+
+
+def field_rule(name: str, path: FieldPath, mask: ValueMask) -> FieldRule:
+    """Precompute what the per-record loop needs to skip or walk a path quickly."""
+    keys_only = len(path.literal_keys) == len(path.steps)
+    return FieldRule(
+        name=name,
+        path=path,
+        mask=mask,
+        quoted_key=f'"{path.literal_keys[-1]}"' if path.literal_keys else None,
+        parents=path.literal_keys[:-1] if keys_only else None,
+        leaf=path.literal_keys[-1] if keys_only else "",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +151,7 @@ def compile_rules(rules: Sequence[MaskingRule], hash_key: bytes | None) -> tuple
 
 def _target_plan(rules: Sequence[CompiledRule], target: str) -> TargetPlan:
     fields = tuple(
-        FieldRule(r.name, p, r.value_mask, tuple(f'"{k}"' for k in p.literal_keys))
+        field_rule(r.name, p, r.value_mask)
         for r in rules if target in r.targets for p in r.paths
     )
     detectors = tuple(
