@@ -8,6 +8,7 @@ part 1's). Other server modules declare their tables on the same `Base`.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,11 +22,14 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    text,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+#: PostgreSQL advisory lock key held while migrating ("stmc" in ASCII).
+MIGRATION_LOCK = 0x73746D63
 
 
 class Base(DeclarativeBase):
@@ -146,9 +150,30 @@ class Store:
 
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-        with self.engine.begin() as connection:
+        with self._sqlite_file_lock(), self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # servers starting together on one database migrate one after the other
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK}
+                )
             cfg.attributes["connection"] = connection
             command.upgrade(cfg, "heads")
+
+    @contextmanager
+    def _sqlite_file_lock(self) -> Iterator[None]:
+        """SQLite runs DDL outside transactions: a lock file serialises concurrent migrations."""
+        database = (
+            self.engine.url.database if self.engine.url.get_backend_name() == "sqlite" else None
+        )
+        if not database or database == ":memory:":
+            yield
+            return
+        with open(f"{database}.migrate-lock", "a+b") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def dispose(self) -> None:
         self.engine.dispose()
