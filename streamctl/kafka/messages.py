@@ -87,6 +87,10 @@ class _Reader:
     def length(self, compact: bool, wide: bool) -> int:
         """Read a length/count prefix; -1 means null."""
         if compact:
+            pos = self.pos
+            if pos < self.end and self.data[pos] < 0x80:  # one-byte varint: the common case
+                self.pos = pos + 1
+                return int(self.data[pos]) - 1
             return self.uvarint() - 1
         return int(self.fixed(_I32 if wide else _I16))
 
@@ -97,80 +101,162 @@ class _Reader:
         return raw
 
 
-def _decode_simple(field: Any, reader: _Reader, compact: bool) -> Any:
+_Decoder = Callable[[_Reader], Any]
+#: Compiled decoders per (field, version, flexible, data class): built once, reused for every frame.
+_DECODERS: dict[tuple[int, int, bool, int], _Decoder] = {}
+
+
+def _fixed_decoder(codec: struct.Struct) -> _Decoder:
+    size = codec.size
+    unpack = codec.unpack_from
+
+    def decode(r: _Reader) -> Any:
+        pos = r.pos
+        if pos + size > r.end:
+            raise WireError(f"value needs {size} bytes but only {r.end - pos} remain")
+        r.pos = pos + size
+        return unpack(r.data, pos)[0]
+
+    return decode
+
+
+def _simple_decoder(field: Any, compact: bool) -> _Decoder:
     codec = field._type
     fixed = _FIXED.get(codec)
     if fixed is not None:
-        return reader.fixed(fixed)
+        return _fixed_decoder(fixed)
     if isinstance(codec, String):
-        n = reader.length(compact, wide=False)
-        if n < 0:
-            return None
-        raw = reader.take(n, "string")
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise WireError("string is not valid UTF-8") from None
-    if codec is Bytes:
-        n = reader.length(compact, wide=True)
-        if n < 0:
-            return None
-        return reader.take(n, "bytes")
-    if codec is UUID:
-        value = uuid.UUID(bytes=reader.take(16, "uuid"))
-        return None if value == _ZERO_UUID else value
-    if codec is BitField:
-        bits = BitField.from_32_bit_field(reader.fixed(_U32))
-        return None if bits == {31} else bits
-    raise WireError(f"unsupported field type {field.type_str}")
 
-
-def _decode_array(field: Any, reader: _Reader, version: int, flexible: bool) -> list[Any] | None:
-    count = reader.length(flexible, wide=True)
-    if count < 0:
-        return None
-    remaining = reader.end - reader.pos
-    if count > remaining:
-        raise WireError(f"array claims {count} entries but only {remaining} bytes remain")
-    element = field.array_of
-    if field.is_struct_array():
-        return [_decode_struct(element, reader, version, flexible) for _ in range(count)]
-    return [_decode_simple(element, reader, flexible) for _ in range(count)]
-
-
-def _decode_field(field: Any, reader: _Reader, version: int, flexible: bool) -> Any:
-    if field.is_array():
-        return _decode_array(field, reader, version, flexible)
-    if field.is_struct():
-        if field.nullable_for_version_q(version):
-            marker = reader.fixed(_FIXED[Int8])
-            if marker < 0:
+        def decode_string(r: _Reader) -> str | None:
+            n = r.length(compact, wide=False)
+            if n < 0:
                 return None
-        return _decode_struct(field, reader, version, flexible)
-    return _decode_simple(field, reader, flexible)
+            try:
+                return r.take(n, "string").decode("utf-8")
+            except UnicodeDecodeError:
+                raise WireError("string is not valid UTF-8") from None
+
+        return decode_string
+    if codec is Bytes:
+
+        def decode_bytes(r: _Reader) -> bytes | None:
+            n = r.length(compact, wide=True)
+            return None if n < 0 else r.take(n, "bytes")
+
+        return decode_bytes
+    if codec is UUID:
+
+        def decode_uuid(r: _Reader) -> uuid.UUID | None:
+            value = uuid.UUID(bytes=r.take(16, "uuid"))
+            return None if value == _ZERO_UUID else value
+
+        return decode_uuid
+    if codec is BitField:
+
+        def decode_bits(r: _Reader) -> set[int] | None:
+            bits: set[int] = BitField.from_32_bit_field(r.fixed(_U32))
+            return None if bits == {31} else bits
+
+        return decode_bits
+    raise TypeError(f"unsupported field type {field.type_str}")
 
 
-def _decode_struct(
-    struct_field: Any, reader: _Reader, version: int, flexible: bool, data_class: Any = None
-) -> Message:
+def _field_decoder(field: Any, version: int, flexible: bool) -> _Decoder:
+    if field.is_array():
+        element = (
+            _struct_decoder(field.array_of, version, flexible)
+            if field.is_struct_array()
+            else _simple_decoder(field.array_of, flexible)
+        )
+
+        def decode_array(r: _Reader) -> list[Any] | None:
+            count = r.length(flexible, wide=True)
+            if count < 0:
+                return None
+            remaining = r.end - r.pos
+            if count > remaining:  # every entry takes at least one byte
+                raise WireError(f"array claims {count} entries but only {remaining} bytes remain")
+            return [element(r) for _ in range(count)]
+
+        return decode_array
+    if field.is_struct():
+        inner = _struct_decoder(field, version, flexible)
+        if not field.nullable_for_version_q(version):
+            return inner
+        marker = _fixed_decoder(_FIXED[Int8])
+
+        def decode_nullable(r: _Reader) -> Any:
+            return None if marker(r) < 0 else inner(r)
+
+        return decode_nullable
+    return _simple_decoder(field, flexible)
+
+
+def _struct_decoder(
+    struct_field: Any, version: int, flexible: bool, data_class: Any = None
+) -> _Decoder:
+    """Compile a decoder for one struct at one version; runs of fixed fields unpack at once."""
     cls = data_class if data_class is not None else struct_field.data_class
-    obj = object.__new__(cls)
-    obj._version = version
-    obj.tags = None
-    obj.unknown_tags = None
+    key = (id(struct_field), version, flexible, id(cls))
+    cached = _DECODERS.get(key)
+    if cached is not None:
+        return cached
+    steps: list[tuple[bool, tuple[str, ...], Any]] = []
+    run: list[Any] = []
+
+    def flush() -> None:
+        if len(run) == 1:
+            steps.append((True, (run[0].name,), _fixed_decoder(_FIXED[run[0]._type])))
+        elif run:
+            fmt = ">" + "".join(_FIXED[f._type].format[1:] for f in run)
+            steps.append((False, tuple(f.name for f in run), struct.Struct(fmt)))
+        run.clear()
+
     for field in struct_field.untagged_fields(version):
-        try:
-            value = _decode_field(field, reader, version, flexible)
-        except WireError as exc:
-            raise WireError(f"{field.name}: {exc}") from None
-        setattr(obj, field.name, value)
-    if flexible:
-        _decode_tagged(struct_field, obj, reader, version)
-    return obj
+        if not field.is_array() and not field.is_struct() and field._type in _FIXED:
+            run.append(field)
+            continue
+        flush()
+        steps.append((True, (field.name,), _field_decoder(field, version, flexible)))
+    flush()
+
+    def decode(r: _Reader) -> Message:
+        obj = object.__new__(cls)
+        obj._version = version
+        obj.tags = None
+        obj.unknown_tags = None
+        for single, names, how in steps:
+            if single:
+                try:
+                    setattr(obj, names[0], how(r))
+                except WireError as exc:
+                    raise WireError(f"{names[0]}: {exc}") from None
+                continue
+            pos = r.pos
+            if pos + how.size > r.end:
+                raise WireError(
+                    f"{names[0]}: {len(names)} fixed fields need {how.size} bytes but only "
+                    f"{r.end - pos} remain"
+                )
+            r.pos = pos + how.size
+            for name, value in zip(names, how.unpack_from(r.data, pos), strict=True):
+                setattr(obj, name, value)
+        if flexible:
+            pos = r.pos
+            if pos < r.end and r.data[pos] == 0:  # no tagged fields: the common case
+                r.pos = pos + 1
+            else:
+                _decode_tagged(struct_field, obj, r, version)
+        return obj
+
+    _DECODERS[key] = decode
+    return decode
 
 
 def _decode_tagged(struct_field: Any, obj: Message, reader: _Reader, version: int) -> None:
     count = reader.uvarint()
+    if count == 0:
+        return
     if count > reader.end - reader.pos:
         raise WireError(f"{count} tagged fields announced but few bytes remain")
     known = struct_field.tagged_fields(version)._tags
@@ -186,7 +272,7 @@ def _decode_tagged(struct_field: Any, obj: Message, reader: _Reader, version: in
             continue
         sub = _Reader(reader.data, reader.pos, reader.pos + size)
         try:
-            value = _decode_field(field, sub, version, True)
+            value = _field_decoder(field, version, True)(sub)
         except WireError as exc:
             raise WireError(f"{field.name} (tag {tag}): {exc}") from None
         if sub.pos != sub.end:
@@ -217,9 +303,10 @@ def _encode_simple(field: Any, value: Any, out: bytearray, compact: bool) -> Non
         if value is None:
             out += b"\x00" if compact else _I32.pack(-1)
         else:
-            raw = bytes(value)
-            out += write_uvarint(len(raw) + 1) if compact else _I32.pack(len(raw))
-            out += raw
+            data = value if isinstance(value, bytes | bytearray | memoryview) else bytes(value)
+            size = data.nbytes if isinstance(data, memoryview) else len(data)
+            out += write_uvarint(size + 1) if compact else _I32.pack(size)
+            out += data
     elif codec is UUID:
         out += (_ZERO_UUID if value is None else value).bytes
     elif codec is BitField:
@@ -305,8 +392,8 @@ def decode_body_prefix(
     """Decode one message body starting at pos; return it and the position just after it."""
     reader = _Reader(data, pos, len(data))
     flexible = bool(message_cls.flexible_version_q(version))
-    obj = _decode_struct(message_cls._struct, reader, version, flexible, message_cls[None])
-    return obj, reader.pos
+    decode = _struct_decoder(message_cls._struct, version, flexible, message_cls[None])
+    return decode(reader), reader.pos
 
 
 def decode_body(
