@@ -38,6 +38,8 @@ class ExternalVerifier:
     def __init__(self, settings: ExternalIssuer, timeout: float = 5.0) -> None:
         self.settings = settings
         self.timeout = timeout
+        #: An unknown kid refetches the JWKS at most this often (a flood of junk kids costs little).
+        self.min_refetch_seconds = REFETCH_SECONDS
         self._lock = threading.Lock()
         self._jwks: dict[str, Any] = {"keys": []}
         self._fetched_at = 0.0
@@ -68,7 +70,7 @@ class ExternalVerifier:
         now = time.monotonic()
         with self._lock:
             age = now - self._fetched_at
-            if (force and age < REFETCH_SECONDS) or (not force and age < CACHE_SECONDS):
+            if (force and age < self.min_refetch_seconds) or (not force and age < CACHE_SECONDS):
                 return
             jwks_uri = self.discovery().get("jwks_uri")
             if not isinstance(jwks_uri, str):

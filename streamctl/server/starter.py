@@ -106,7 +106,7 @@ def write_starter(
     if config_path.exists():
         raise FileExistsError(f"{config_path} already exists; not overwriting it")
     given = dict(passwords or {})
-    chosen = {u: given.pop(u, None) or secrets.token_urlsafe(12) for u in ("alice", "bob")}
+    chosen = {u: given.pop(u, "") or secrets.token_urlsafe(12) for u in ("alice", "bob")}
     chosen.update(given)
     settings: dict[str, object] = {
         "issuer_url": issuer_url,
