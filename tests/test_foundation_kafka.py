@@ -105,3 +105,35 @@ def test_kafka_python_cluster(kafka_cluster: KafkaCluster, unique_topic: str) ->
 @pytest.mark.cluster
 def test_confluent_kafka_cluster(kafka_cluster: KafkaCluster, unique_topic: str) -> None:
     produce_consume_confluent(kafka_cluster, unique_topic)
+
+
+def _leader_of(cluster: KafkaCluster, topic: str) -> int:
+    admin = cluster.admin()
+    try:
+        (description,) = admin.describe_topics([topic])
+    finally:
+        admin.close()
+    (partition,) = description["partitions"]
+    return int(partition["leader_id"])
+
+
+@pytest.mark.cluster
+def test_cluster_leader_moves_when_its_node_stops(
+    kafka_cluster: KafkaCluster, unique_topic: str
+) -> None:
+    kafka_cluster.create_topic(unique_topic, partitions=1, replication=3)
+    leader = _leader_of(kafka_cluster, unique_topic)
+    assert leader in kafka_cluster.nodes
+    kafka_cluster.stop_node(leader)
+    try:
+        new_leader = _leader_of(kafka_cluster, unique_topic)
+        assert new_leader in kafka_cluster.nodes and new_leader != leader
+        producer = KafkaProducer(bootstrap_servers=kafka_cluster.bootstrap, acks="all")
+        try:
+            metadata = producer.send(unique_topic, b"after-failover").get(timeout=30)
+        finally:
+            producer.close()
+        assert metadata.offset == 0
+    finally:
+        kafka_cluster.start_node(leader)
+    assert leader in kafka_cluster.live_brokers()

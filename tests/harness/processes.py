@@ -80,12 +80,17 @@ class SupervisedProcess:
         """True while the supervisor (and so the server) is alive."""
         return self.popen.poll() is None
 
-    def stop(self) -> None:
+    def request_stop(self) -> None:
+        """Ask the server to stop without waiting (to stop several at once)."""
+        if self.popen.poll() is None:
+            self.popen.terminate()
+
+    def stop(self, grace: float | None = None) -> None:
         """Stop gracefully, then kill the whole process group if the server is stuck."""
         if self.popen.poll() is None:
             self.popen.terminate()
             try:
-                self.popen.wait(timeout=self.grace + 5)
+                self.popen.wait(timeout=self.grace + 5 if grace is None else grace)
             except subprocess.TimeoutExpired:
                 try:
                     os.killpg(self.popen.pid, signal.SIGKILL)
