@@ -1,9 +1,9 @@
 """SASL client mechanisms the tunnel uses to authenticate to brokers: PLAIN, SCRAM, OAUTHBEARER.
 
-Each mechanism is a small sans-I/O state machine: `first()` gives the initial client message,
-`step(server_message)` the next one (None when the client has nothing more to say), and
-`verify_final(server_message)` checks the server's last word (SCRAM's server signature).
-The upstream module carries these bytes in SaslAuthenticate requests.
+Each mechanism is a small sans-I/O state machine: `first()` gives the initial client message
+and `step(server_message)` the next one, or None when the exchange is complete on the client's
+side (after checking the server's last word, such as SCRAM's server signature). The upstream
+module carries these bytes in SaslAuthenticate requests.
 """
 
 from __future__ import annotations
@@ -29,8 +29,6 @@ class SaslMechanism(Protocol):
 
     def step(self, server_message: bytes) -> bytes | None: ...
 
-    def verify_final(self, server_message: bytes) -> None: ...
-
 
 class Plain:
     """RFC 4616: authorization id (empty), user name and password in one message."""
@@ -47,9 +45,6 @@ class Plain:
     def step(self, server_message: bytes) -> bytes | None:
         return None
 
-    def verify_final(self, server_message: bytes) -> None:
-        return None
-
 
 class OAuthBearer:
     """RFC 7628 initial client response presenting a bearer token (here: the grant token)."""
@@ -58,16 +53,19 @@ class OAuthBearer:
 
     def __init__(self, token: str) -> None:
         self._token = token
+        self._refusal: str | None = None
 
     def first(self) -> bytes:
         return b"n,,\x01auth=Bearer " + self._token.encode("ascii") + b"\x01\x01"
 
     def step(self, server_message: bytes) -> bytes | None:
-        # A server that refuses the token sends an error JSON; the client must answer with %x01.
+        if self._refusal is not None:
+            raise SaslError(f"broker refused the token: {self._refusal}")
+        if not server_message:
+            return None  # empty final message: the token was accepted
+        # An error challenge (JSON status): RFC 7628 wants a lone %x01 so the server can fail.
+        self._refusal = server_message.decode("utf-8", "replace")[:200]
         return b"\x01"
-
-    def verify_final(self, server_message: bytes) -> None:
-        return None
 
 
 def _saslname(name: str) -> str:
@@ -108,6 +106,9 @@ class Scram:
         return hmac.new(key, msg, self._hash).digest()
 
     def step(self, server_message: bytes) -> bytes | None:
+        if self._server_signature is not None:
+            self._verify_final(server_message)
+            return None
         attrs = _parse_attributes(server_message)
         if "e" in attrs:
             raise SaslError(f"SCRAM server refused: {attrs['e']}")
@@ -133,7 +134,7 @@ class Scram:
         self._server_signature = self._hmac(server_key, auth_message)
         return f"{without_proof},p={base64.b64encode(proof).decode()}".encode()
 
-    def verify_final(self, server_message: bytes) -> None:
+    def _verify_final(self, server_message: bytes) -> None:
         attrs = _parse_attributes(server_message)
         if "e" in attrs:
             raise SaslError(f"SCRAM server refused: {attrs['e']}")
