@@ -18,6 +18,7 @@ from streamctl.cli.common import (
     ProfileOpt,
     ReasonOpt,
     ServerOpt,
+    Session,
     check_output,
     human_duration,
     note,
@@ -28,7 +29,13 @@ from streamctl.cli.common import (
     stdout,
 )
 from streamctl.cli.exit_codes import ExitCode, UsageProblem
-from streamctl.cli.grant_session import IssuedGrant, local_tunnel, obtain_grant
+from streamctl.cli.grant_session import (
+    IssuedGrant,
+    RunningTunnel,
+    local_tunnel,
+    obtain_grant,
+    upload_pending,
+)
 from streamctl.cli.grants import ApprovalOpt, OperationOpt, ReadOpt, TtlOpt, WriteOpt
 from streamctl.cli.grants import operations_from as _operations
 from streamctl.cli.local_tunnels import registered_tunnel
@@ -45,28 +52,38 @@ def client_env(bootstrap: str) -> dict[str, str]:
     return {**os.environ, "STREAMCTL_BOOTSTRAP": bootstrap, "KAFKA_BOOTSTRAP_SERVERS": bootstrap}
 
 
-def _live_view(issued: IssuedGrant, bootstrap: str) -> Table:
+def _live_view(issued: IssuedGrant, running: RunningTunnel) -> Table:
+    """The live panel: where to connect, what the grant allows, and what went through."""
+    stats = running.stats
     table = Table.grid(padding=(0, 2))
     left = issued.grant.expires_at - time.time()
-    table.add_row("bootstrap", f"[bold]{bootstrap}[/bold]")
+    table.add_row("bootstrap", f"[bold]{running.bootstrap}[/bold]")
     table.add_row("grant", f"{issued.grant_id} ({', '.join(sorted(issued.grant.operations))})")
     table.add_row("topics", ", ".join(issued.grant.topics))
     table.add_row("expires in", human_duration(left))
+    table.add_row("connections", f"{stats.connections_open} open, {stats.connections_total} total")
+    refused = f"[red]{stats.requests_refused} refused[/red]" if stats.requests_refused \
+        else "0 refused"
+    table.add_row("requests", f"{stats.requests_allowed} allowed, {refused}")
+    table.add_row("bytes", f"{stats.bytes_from_clients} in, {stats.bytes_to_clients} out")
+    if stats.partitions_masked or stats.partitions_mask_failed:
+        table.add_row("masked", f"{stats.partitions_masked} partition fetches "
+                      f"({stats.partitions_mask_failed} failed closed)")
     table.add_row("", "[dim]Ctrl-C to stop[/dim]")
     return table
 
 
-def _wait_until_expiry(issued: IssuedGrant, bootstrap: str) -> None:
-    """Keep the tunnel up until Ctrl-C or the grant's expiry, with a live view on a terminal."""
+def _wait_until_end(issued: IssuedGrant, running: RunningTunnel) -> None:
+    """Keep the tunnel up until Ctrl-C or until it ends (expiry), with live counters on a tty."""
     if not sys.stderr.isatty():
-        while time.time() < issued.grant.expires_at:
+        while not running.ended():
             time.sleep(0.5)
         return
-    with Live(_live_view(issued, bootstrap), console=stderr, refresh_per_second=2,
+    with Live(_live_view(issued, running), console=stderr, refresh_per_second=2,
               transient=True) as live:
-        while time.time() < issued.grant.expires_at:
+        while not running.ended():
             time.sleep(0.5)
-            live.update(_live_view(issued, bootstrap))
+            live.update(_live_view(issued, running))
 
 
 def connect(
@@ -107,13 +124,20 @@ def connect(
     session = open_session(profile, server)
     try:
         issued = obtain_grant(
-            session, topics=topics, operations=ops,
-            ttl_seconds=ttl_seconds,
+            session, topics=topics, operations=ops, ttl_seconds=ttl_seconds,
             reason=reason, approval_id=approval,
         )
+        upload_pending(session)
+        _serve(session, issued, fmt=fmt, port=port, command=command)
     finally:
         session.close()
-    with local_tunnel(issued, port=port) as bootstrap:
+
+
+def _serve(session: Session, issued: IssuedGrant, *, fmt: str, port: int,
+           command: list[str] | None) -> None:
+    """Run the tunnel: hand it to --exec's command, or keep it up until Ctrl-C or expiry."""
+    with local_tunnel(session, issued, port=port) as running:
+        bootstrap = running.bootstrap
         info = {
             "bootstrap": bootstrap,
             "grant_id": issued.grant_id,
@@ -121,13 +145,15 @@ def connect(
             "operations": sorted(issued.grant.operations),
             "expires_at": issued.grant.expires_at,
             "profile": session.profile,
+            "session_id": running.recorder.session_id if running.recorder else None,
         }
         with registered_tunnel(info):
             if fmt == "json":
                 print_json(info)
             else:
                 stdout.print(bootstrap)
-                note(f"Tunnel up for {', '.join(topics)} ({', '.join(ops)}); grant "
+                note(f"Tunnel up for {', '.join(issued.grant.topics)} "
+                     f"({', '.join(sorted(issued.grant.operations))}); grant "
                      f"{issued.grant_id} expires in "
                      f"{human_duration(issued.grant.expires_at - time.time())}.")
             if command is not None:
@@ -138,10 +164,13 @@ def connect(
                                        code="usage") from None
                 except KeyboardInterrupt:
                     raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
-                raise typer.Exit(result.returncode)
+                if result.returncode != 0:
+                    raise typer.Exit(result.returncode)
+                return
             try:
-                _wait_until_expiry(issued, bootstrap)
+                _wait_until_end(issued, running)
             except KeyboardInterrupt:
                 note("Tunnel closed.")
                 return
-            note("The grant expired; tunnel closed. Run the same command to get a new grant.")
+            note(f"Tunnel closed: {running.tunnel.stop_reason or 'the grant expired'}. "
+                 "Run the same command to get a new grant.")

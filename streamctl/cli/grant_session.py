@@ -8,18 +8,26 @@ with a matching approved approval when the user has one.
 
 from __future__ import annotations
 
-import importlib
+import secrets
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from streamctl.cli.common import Session, to_epoch
+from streamctl.cli.common import Session, note, to_epoch
+from streamctl.cli.transcripts import spool_dir
 from streamctl.client.api import AccessClient
-from streamctl.client.errors import ApprovalRequired, ServerFailed
+from streamctl.client.errors import ApprovalRequired, ClientError, ServerFailed
 from streamctl.client.grant_verify import verify_grant_token
+from streamctl.client.transcripts import AccessServerTransport
+from streamctl.masking.masker import GrantMasker
 from streamctl.policy.grant import Grant
+from streamctl.transcript.recorder import TranscriptRecorder
+from streamctl.transcript.spool import ensure_spool_dir
+from streamctl.transcript.upload import UploadError, upload_spool
+from streamctl.tunnel.engine import Tunnel, TunnelError, TunnelThread
+from streamctl.tunnel.stats import TunnelStats
 
 
 @dataclass(frozen=True)
@@ -108,9 +116,95 @@ def obtain_grant(
     )
 
 
+@dataclass
+class RunningTunnel:
+    """What a command needs from a live tunnel: the bootstrap, its counters, its recording."""
+
+    bootstrap: str
+    tunnel: Tunnel
+    handle: TunnelThread
+    recorder: TranscriptRecorder | None
+
+    @property
+    def stats(self) -> TunnelStats:
+        return self.tunnel.stats
+
+    def ended(self) -> bool:
+        """True once the tunnel stopped by itself (grant expiry, revocation, error)."""
+        return self.handle.wait(0)
+
+
+def _upload_transcript(session: Session, recorder: TranscriptRecorder) -> None:
+    """Upload the sealed transcript now; on failure it stays spooled for `sessions sync`."""
+    try:
+        upload_spool(recorder.path, AccessServerTransport(session.client()))
+    except (UploadError, OSError, ClientError) as exc:
+        note(f"[yellow]warning:[/yellow] transcript {recorder.session_id} not uploaded yet "
+             f"({exc}); it is kept and retried by `streamctl sessions sync`")
+
+
+def upload_pending(session: Session) -> None:
+    """Retry transcripts left behind by earlier sessions; never blocks the command on failure."""
+    from streamctl.cli.transcripts import sync_spool
+
+    try:
+        for outcome in sync_spool(session):
+            if outcome["uploaded"]:
+                note(f"uploaded transcript {outcome['session_id']} left from an earlier session")
+    except (ClientError, OSError):
+        pass
+
+
 @contextmanager
-def local_tunnel(issued: IssuedGrant, *, port: int = 0) -> Iterator[str]:
-    """Run the tunnel engine in a background thread; yields the bootstrap address."""
-    engine: Any = importlib.import_module("streamctl.tunnel.engine")
-    with engine.run_tunnel_in_thread(issued.grant, issued.token, bootstrap_port=port) as bootstrap:
-        yield str(bootstrap)
+def local_tunnel(
+    session: Session, issued: IssuedGrant, *, port: int = 0, record: bool = True
+) -> Iterator[RunningTunnel]:
+    """Run the tunnel with masking and a transcript; on exit seal and upload the transcript."""
+    recorder: TranscriptRecorder | None = None
+    if record:
+        try:
+            recorder = TranscriptRecorder(
+                ensure_spool_dir(spool_dir()),
+                subject=issued.grant.subject,
+                grant_id=issued.grant_id,
+                cluster=issued.grant.cluster.name,
+                approval_id=issued.grant.approval_id,
+            )
+        except OSError as exc:
+            raise ClientError(
+                f"cannot record a transcript in {spool_dir()}: {exc}",
+                hint="make that directory writable (or set STREAMCTL_DATA_DIR); "
+                "streamctl does not run a tunnel without its transcript",
+            ) from exc
+
+    def on_notice(level: str, message: str) -> None:
+        note(f"[yellow]{level}:[/yellow] {message}" if level != "info" else message)
+
+    tunnel = Tunnel(
+        issued.grant,
+        issued.token,
+        bootstrap_port=port,
+        # A fresh secret per grant: hashed values join within this grant, nowhere else.
+        masker=GrantMasker(issued.grant, secrets.token_bytes(32)),
+        observer=recorder,
+        on_notice=on_notice,
+    )
+    handle = TunnelThread(tunnel)
+    reason = "stopped by the user"
+    try:
+        try:
+            bootstrap = handle.start()
+        except TunnelError as exc:
+            raise ClientError(f"the tunnel could not start: {exc}") from exc
+        except OSError as exc:
+            raise ClientError(
+                f"the tunnel could not listen: {exc.strerror or exc}",
+                hint="pick another --port, or 0 for a free one",
+            ) from exc
+        yield RunningTunnel(bootstrap, tunnel, handle, recorder)
+        reason = tunnel.stop_reason or "closed"
+    finally:
+        handle.stop(reason)
+        if recorder is not None:
+            recorder.seal(tunnel.stop_reason or reason)
+            _upload_transcript(session, recorder)

@@ -28,7 +28,7 @@ from streamctl.cli.common import (
     stdout,
 )
 from streamctl.cli.exit_codes import UsageProblem
-from streamctl.cli.grant_session import local_tunnel, obtain_grant
+from streamctl.cli.grant_session import local_tunnel, obtain_grant, upload_pending
 from streamctl.cli.grants import ApprovalOpt, TtlOpt
 from streamctl.client.errors import ClientError, NotAuthorized, NotFound
 from streamctl.client.grant_verify import seconds_left
@@ -171,27 +171,28 @@ def tail(
     session = open_session(profile, server)
     try:
         issued = obtain_grant(
-            session, topics=[topic], operations=["read"],
-            ttl_seconds=ttl_seconds, reason=reason,
+            session, topics=[topic], operations=["read"], ttl_seconds=ttl_seconds,
+            reason=reason,
         )
+        upload_pending(session)
+        with local_tunnel(session, issued) as running:
+            count = 0
+            try:
+                for message in _consume(
+                    running.bootstrap, topic, partition=partition,
+                    from_beginning=from_beginning, offset=offset, start_ms=start_ms,
+                    follow=follow, deadline=time.time() + seconds_left(issued.grant),
+                ):
+                    _print_record(message, fmt, print_keys, print_headers, print_timestamps)
+                    count += 1
+                    if max_messages is not None and count >= max_messages:
+                        break
+            except KeyboardInterrupt:
+                pass
+            if fmt == "table" and count == 0:
+                note(f"No records in {topic} from the chosen position.")
     finally:
         session.close()
-    with local_tunnel(issued) as bootstrap:
-        count = 0
-        try:
-            for message in _consume(
-                bootstrap, topic, partition=partition, from_beginning=from_beginning,
-                offset=offset, start_ms=start_ms, follow=follow,
-                deadline=time.time() + seconds_left(issued.grant),
-            ):
-                _print_record(message, fmt, print_keys, print_headers, print_timestamps)
-                count += 1
-                if max_messages is not None and count >= max_messages:
-                    break
-        except KeyboardInterrupt:
-            pass
-        if fmt == "table" and count == 0:
-            note(f"No records in {topic} from the chosen position.")
 
 
 def _consume(
@@ -214,7 +215,6 @@ def _consume(
         client_id="streamctl-tail",
         group_id=None,
         enable_auto_commit=False,
-        api_version_auto_timeout_ms=10000,
         request_timeout_ms=30000,
     )
     try:
@@ -269,6 +269,44 @@ def _lines(source: Iterable[bytes]) -> Iterator[bytes]:
             yield stripped
 
 
+def _send_all(
+    bootstrap: str,
+    topic: str,
+    source: Iterable[bytes],
+    key_separator: str | None,
+    headers: list[tuple[str, bytes]],
+    partition: int | None,
+) -> list[dict[str, Any]]:
+    """Produce every line (acks=all) and return where each record landed."""
+    from kafka import KafkaProducer
+    from kafka import errors as kerr
+
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap, client_id="streamctl-produce", acks="all",
+        request_timeout_ms=30000, retries=0,
+    )
+    sep = key_separator.encode() if key_separator else None
+    results: list[dict[str, Any]] = []
+    try:
+        futures = []
+        for line in _lines(source):
+            key: bytes | None = None
+            value: bytes = line
+            if sep is not None and sep in line:
+                key, value = line.split(sep, 1)
+            futures.append(producer.send(topic, value=value, key=key, headers=headers,
+                                         partition=partition))
+        producer.flush(timeout=60)
+        for future in futures:
+            meta = future.get(timeout=60)
+            results.append({"topic": topic, "partition": meta.partition, "offset": meta.offset})
+    except kerr.KafkaError as exc:
+        raise _kafka_failure(exc, topic) from exc
+    finally:
+        producer.close(timeout=10)
+    return results
+
+
 def produce(
     topic: Annotated[str, typer.Argument(help="Topic to write to.")],
     file: Annotated[
@@ -315,42 +353,17 @@ def produce(
     session = open_session(profile, server)
     try:
         issued = obtain_grant(
-            session, topics=[topic], operations=["write"],
-            ttl_seconds=ttl_seconds, reason=reason,
-            approval_id=approval,
+            session, topics=[topic], operations=["write"], ttl_seconds=ttl_seconds,
+            reason=reason, approval_id=approval,
         )
+        upload_pending(session)
+        with local_tunnel(session, issued) as running:
+            results = _send_all(running.bootstrap, topic, source, key_separator, headers,
+                                partition)
     finally:
         session.close()
-    results: list[dict[str, Any]] = []
-    with local_tunnel(issued) as bootstrap:
-        from kafka import KafkaProducer
-        from kafka import errors as kerr
-
-        producer = KafkaProducer(
-            bootstrap_servers=bootstrap, client_id="streamctl-produce", acks="all",
-            api_version_auto_timeout_ms=10000, request_timeout_ms=30000, retries=0,
-        )
-        sep = key_separator.encode() if key_separator else None
-        try:
-            futures = []
-            for line in _lines(source):
-                key: bytes | None = None
-                value: bytes = line
-                if sep is not None and sep in line:
-                    key, value = line.split(sep, 1)
-                futures.append(producer.send(topic, value=value, key=key, headers=headers,
-                                             partition=partition))
-            producer.flush(timeout=60)
-            for future in futures:
-                meta = future.get(timeout=60)
-                results.append({"topic": topic, "partition": meta.partition,
-                                "offset": meta.offset})
-        except kerr.KafkaError as exc:
-            raise _kafka_failure(exc, topic) from exc
-        finally:
-            producer.close(timeout=10)
-            if file:
-                source.close()
+        if file:
+            source.close()
     if fmt == "json":
         from streamctl.cli.common import print_json
 

@@ -132,7 +132,7 @@ def describe_event(event: dict[str, Any]) -> str:
     if kind == "produced":
         return head + (
             f"produced {event.get('record_count', '?')} record(s) to "
-            f"{event.get('topic')}[{event.get('partition')}] at offset {event.get('base_offset')}"
+            f"{event.get('topic')}[{event.get('partition')}] at offset {event.get('first_offset')}"
         )
     if kind == "fetched":
         masked = event.get("mask_counts") or {}

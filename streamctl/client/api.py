@@ -133,7 +133,7 @@ class AccessClient:
                     method,
                     url,
                     json=json,
-                    params=clean_params,
+                    params=clean_params or None,  # keep a query already in `path`
                     content=content,
                     headers=hdrs,
                     timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,

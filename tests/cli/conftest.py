@@ -87,6 +87,10 @@ def start_server(folder: Path, bootstrap: str | None = None,
     policy["roles"]["engineer"]["grants"].append(
         {"topics": ["t-*"], "operations": ["read", "write", "create", "describe"]}
     )
+    if bootstrap:
+        policy["roles"]["engineer"]["grants"].append(
+            {"topics": ["payments.*"], "operations": ["read", "write", "describe"]}
+        )
     policy_path.write_text(yaml.safe_dump(policy))
     log = folder / "server.log"
     with open(log, "wb") as out:
@@ -121,6 +125,18 @@ def stop_server(server: AccessServer) -> None:
 def access_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AccessServer]:
     """One access server (SQLite, built-in issuer, users alice and bob) for the CLI tests."""
     server = start_server(tmp_path_factory.mktemp("access-server") / "srv")
+    try:
+        yield server
+    finally:
+        stop_server(server)
+
+
+@pytest.fixture(scope="session")
+def kafka_access_server(kafka: object,
+                        tmp_path_factory: pytest.TempPathFactory) -> Iterator[AccessServer]:
+    """An access server whose cluster is the harness broker (for connect, tail, produce)."""
+    server = start_server(tmp_path_factory.mktemp("kafka-access-server") / "srv",
+                          bootstrap=kafka.bootstrap)  # type: ignore[attr-defined]
     try:
         yield server
     finally:
