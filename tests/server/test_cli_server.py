@@ -92,3 +92,14 @@ def test_policy_explain(tmp_path: Path) -> None:
     refused = _run("policy", "explain", "-s", "alice", "-t", "audit-events", "--op", "delete",
                    "-p", policy)
     assert refused.returncode == 3 and "refused: audit-events is immutable" in refused.stdout
+
+
+def test_server_run_refuses_a_bad_policy_naming_file_and_field(tmp_path: Path) -> None:
+    folder = tmp_path / "srv"
+    assert _run("server", "init", str(folder)).returncode == 0
+    policy = folder / "policy.yaml"
+    policy.write_text(policy.read_text().replace("classes: [immutable]", "classes: [frozen]"))
+    out = _run("server", "run", "--config", str(folder / "server.yaml"), "--port", "0")
+    assert out.returncode == 1
+    assert f"{policy}: topic_classes[1].classes[0]: unknown topic class 'frozen'" in out.stderr
+    assert "Traceback" not in out.stderr
