@@ -18,6 +18,9 @@ from streamctl.kafka.wire import WireError, read_tagged_fields
 _FIXED = struct.Struct(">hhi")
 _CORRELATION = struct.Struct(">i")
 _STRING_LEN = struct.Struct(">h")
+#: Kafka's API keys are below 100 and versions below 30 today; far beyond means "not Kafka".
+_SANE_API_KEY = 999
+_SANE_API_VERSION = 999
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +63,11 @@ def parse_request_header(frame: bytes) -> RequestHeader:
         raise ClientProtocolError(
             f"client sent a request with api key {api_key} version {api_version}: "
             "negative values mean the stream is not Kafka (or is misaligned)"
+        )
+    if api_key > _SANE_API_KEY or api_version > _SANE_API_VERSION:
+        raise ClientProtocolError(
+            f"client sent a request with api key {api_key} version {api_version}, far outside "
+            "anything Kafka defines: the stream is probably not Kafka (or is misaligned)"
         )
     pos = _FIXED.size
     (length,) = _STRING_LEN.unpack_from(frame, pos)

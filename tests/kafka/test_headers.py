@@ -88,6 +88,7 @@ def test_response_header_offsets() -> None:
     ("frame", "match"),
     [
         (b"\x00\x03", "too short"),
+        (struct.pack(">hhih", 0x4745, 0x5420, 1, -1), "probably not Kafka"),
         (struct.pack(">hhih", -3, 0, 1, -1), "negative"),
         (struct.pack(">hhih", 3, 1, 1, 50) + b"abc", "client id claims 50"),
         (struct.pack(">hhih", 3, 1, 1, -7), "client id length -7"),
