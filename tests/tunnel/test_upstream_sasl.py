@@ -1,5 +1,6 @@
-"""Upstream SASL against a real broker: SCRAM-SHA-512, OAUTHBEARER with the grant token (JWKS),
-and KIP-368 re-authentication before the broker's session lifetime ends.
+"""Upstream security against a real broker: SCRAM-SHA-512, OAUTHBEARER with the grant token
+(JWKS), KIP-368 re-authentication before the broker's session lifetime ends, and TLS (private
+CA, client certificate required by the broker, hostname check).
 
 Issue 4, must-show 3: the broker trusts only a JWKS; the grant token (signed here with a fresh
 ES256 key, as the access server would sign it) is accepted, a token signed by another key is
@@ -8,17 +9,23 @@ refused by the broker itself.
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import json
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
 import trio
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from jwt.algorithms import ECAlgorithm
 from kafka import KafkaConsumer, KafkaProducer
 
@@ -26,6 +33,7 @@ from streamctl.policy.grant import Grant
 from streamctl.tunnel.engine import Tunnel, TunnelThread
 from streamctl.tunnel.upstream import UpstreamError, UpstreamSecurity, open_upstream
 from tests.harness.kafka import KafkaCluster, SaslSettings
+from tests.harness.processes import free_port
 from tests.policy.grants import make_grant
 
 pytestmark = pytest.mark.sasl
@@ -60,6 +68,50 @@ class Jwks:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
+class Pki:
+    """A private CA, a broker certificate for 127.0.0.1 and a client certificate, as PEM files."""
+
+    def __init__(self, directory: Path) -> None:
+        self.ca_key = ec.generate_private_key(ec.SECP256R1())
+        self.ca_cert = self._cert("streamctl test CA", self.ca_key, None, ca=True)
+        server_key = ec.generate_private_key(ec.SECP256R1())
+        server = self._cert("127.0.0.1", server_key, [x509.IPAddress(ipaddress.ip_address(
+            "127.0.0.1")), x509.DNSName("localhost")])
+        client_key = ec.generate_private_key(ec.SECP256R1())
+        client = self._cert("streamctl-tunnel", client_key, None)
+        self.ca_pem = directory / "ca.pem"
+        self.server_pem = directory / "server.pem"
+        self.client_pem = directory / "client.pem"
+        self.client_key = directory / "client.key"
+        self.ca_pem.write_bytes(self.ca_cert.public_bytes(serialization.Encoding.PEM))
+        self.server_pem.write_bytes(_key_pem(server_key) + server.public_bytes(
+            serialization.Encoding.PEM) + self.ca_pem.read_bytes())
+        self.client_pem.write_bytes(client.public_bytes(serialization.Encoding.PEM))
+        self.client_key.write_bytes(_key_pem(client_key))
+        self.client_key.chmod(0o600)
+
+    def _cert(self, name: str, key: ec.EllipticCurvePrivateKey,
+              san: list[x509.GeneralName] | None, ca: bool = False) -> x509.Certificate:
+        now = datetime.datetime.now(datetime.UTC)
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        issuer = subject if ca else self.ca_cert.subject
+        builder = (
+            x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if san:
+            builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
+        return builder.sign(self.ca_key, hashes.SHA256())
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
 def sign(grant: Grant, key: ec.EllipticCurvePrivateKey) -> str:
     claims = {**grant.to_claims(), "iss": ISSUER, "aud": AUDIENCE, "iat": int(time.time())}
     return jwt.encode(claims, key, algorithm="ES256", headers={"kid": KID})
@@ -71,12 +123,35 @@ def signing_key() -> ec.EllipticCurvePrivateKey:
 
 
 @pytest.fixture(scope="module")
-def sasl_broker(signing_key: ec.EllipticCurvePrivateKey) -> Iterator[KafkaCluster]:
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return Pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="module")
+def sasl_broker(signing_key: ec.EllipticCurvePrivateKey, pki: Pki) -> Iterator[KafkaCluster]:
     jwks = Jwks(signing_key)
     settings = SaslSettings(jwks_url=jwks.url, issuer=ISSUER, audience=AUDIENCE)
     # KIP-368: the broker ends sessions after REAUTH_MS unless the client re-authenticates.
     cluster = KafkaCluster(1, sasl=settings,
                            extra_config={"connections.max.reauth.ms": str(REAUTH_MS)})
+    # The same broker also gets a TLS listener that requires a client certificate.
+    node = cluster.node_by_id[1]
+    tls_port = free_port()
+    cluster.extra_config.update({
+        "listeners": f"PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:"
+                     f"{node.controller_port},SASL://127.0.0.1:{node.sasl_port},"
+                     f"SSL://127.0.0.1:{tls_port}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{node.port},SASL://127.0.0.1:"
+                                f"{node.sasl_port},SSL://127.0.0.1:{tls_port}",
+        "listener.security.protocol.map":
+            "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL:SASL_PLAINTEXT,SSL:SSL",
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.location": str(pki.server_pem),
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": str(pki.ca_pem),
+        "ssl.client.auth": "required",
+    })
+    cluster.tls_bootstrap = f"127.0.0.1:{tls_port}"  # type: ignore[attr-defined]
     try:
         cluster.start()
         yield cluster
@@ -165,3 +240,34 @@ def test_scram_sha_512_upstream(sasl_broker: KafkaCluster, unique_topic: str) ->
     host, port = sasl_broker.bootstrap_sasl.rsplit(":", 1)
     with pytest.raises(UpstreamError, match="refused SASL SCRAM-SHA-512"):
         trio.run(open_upstream, host, int(port), wrong, None)
+
+
+def test_tls_upstream_with_private_ca_and_client_certificate(
+    sasl_broker: KafkaCluster, pki: Pki, unique_topic: str
+) -> None:
+    sasl_broker.create_topic(unique_topic)
+    tls_bootstrap: str = sasl_broker.tls_bootstrap  # type: ignore[attr-defined]
+    grant = make_grant(topics=(unique_topic,), ops=("read", "write"), bootstrap=tls_bootstrap,
+                       security_protocol="SSL")
+    security = UpstreamSecurity.from_cluster(
+        grant.cluster, tls_ca_file=str(pki.ca_pem), tls_cert_file=str(pki.client_pem),
+        tls_key_file=str(pki.client_key),
+    )
+    assert security.uses_tls and security.tls_check_hostname
+    with TunnelThread(Tunnel(grant, None, security=security)) as t:
+        assert t.bootstrap is not None
+        assert roundtrip(t.bootstrap, unique_topic) == [f"m-{i}".encode() for i in range(5)]
+        assert t.tunnel.stats.connection_errors == 0
+
+    host, port = tls_bootstrap.rsplit(":", 1)
+    (pki.ca_pem.parent / "other").mkdir(exist_ok=True)
+    other_ca = Pki(pki.ca_pem.parent / "other")  # a CA the broker's certificate is not from
+    untrusting = UpstreamSecurity(security_protocol="SSL", tls_ca_file=str(other_ca.ca_pem))
+    with pytest.raises(UpstreamError, match="certificate verify failed"):
+        trio.run(open_upstream, host, int(port), untrusting, None)
+    wrong_name = UpstreamSecurity(
+        security_protocol="SSL", tls_ca_file=str(pki.ca_pem), tls_server_hostname="kafka.example",
+        tls_cert_file=str(pki.client_pem), tls_key_file=str(pki.client_key),
+    )
+    with pytest.raises(UpstreamError, match="TLS"):
+        trio.run(open_upstream, host, int(port), wrong_name, None)
