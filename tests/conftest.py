@@ -8,15 +8,19 @@ of that broker's log is added to the failure report.
 from __future__ import annotations
 
 import re
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from tests.harness.kafka import KafkaCluster, SaslSettings
+from tests.harness.postgres import PostgresServer
+from tests.harness.tools import KafkaTools
 
 BROKER_FIXTURES = ("kafka", "kafka_cluster", "kafka_sasl_factory")
 _started: dict[str, list[KafkaCluster]] = {name: [] for name in BROKER_FIXTURES}
+_postgres: list[PostgresServer] = []
 
 SaslFactory = Callable[..., KafkaCluster]
 
@@ -63,6 +67,22 @@ def kafka_sasl_factory() -> Iterator[SaslFactory]:
             cluster.stop()
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL cluster; use `postgres.new_database()` for an isolated database."""
+    with PostgresServer() as server:
+        _postgres.append(server)
+        yield server
+
+
+@pytest.fixture(scope="session")
+def kafka_tools() -> Iterator[KafkaTools]:
+    """The Java console producer and consumer."""
+    tools = KafkaTools()
+    yield tools
+    shutil.rmtree(tools.workdir, ignore_errors=True)
+
+
 @pytest.fixture
 def unique_topic(request: pytest.FixtureRequest) -> str:
     """A topic name no other test uses (not created: brokers auto-create, or call create_topic)."""
@@ -74,7 +94,7 @@ def unique_topic(request: pytest.FixtureRequest) -> str:
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Iterator[None]:
-    """Attach the tail of each broker log the test used when it fails."""
+    """Attach the tail of each broker (and PostgreSQL) log the test used when it fails."""
     outcome = yield
     report: pytest.TestReport = outcome.get_result()
     if not report.failed:
@@ -85,3 +105,6 @@ def pytest_runtest_makereport(
             continue
         for cluster in _started[name]:
             report.sections.append((f"{name} broker log (tail)", cluster.log_tails()))
+    if "postgres" in used:
+        for server in _postgres:
+            report.sections.append(("postgres log (tail)", server.log_tail()))

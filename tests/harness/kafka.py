@@ -27,7 +27,7 @@ from tests.harness.processes import SupervisedProcess, free_port
 
 KAFKA_VERSION = os.environ.get("KAFKA_VERSION", "4.1.1")
 START_TIMEOUT_S = 120.0
-STOP_GRACE_S = 10.0
+STOP_GRACE_S = 6.0
 JVM_OPTIONS = [
     "-Xms128m",
     "-Xmx512m",
