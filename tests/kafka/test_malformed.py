@@ -45,7 +45,7 @@ def request_frames(draw: st.DrawFn) -> tuple[int, int, bytes]:
     return key, len(header), header + encode_request(key, version, message)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=request_frames(), data=st.data())
 def test_truncated_requests_are_client_errors(case: tuple[int, int, bytes], data: st.DataObject) -> None:
     _key, _header_size, frame = case
@@ -56,7 +56,7 @@ def test_truncated_requests_are_client_errors(case: tuple[int, int, bytes], data
         refusal_response(frame[:cut], error_codes.TOPIC_AUTHORIZATION_FAILED)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=request_frames(), data=st.data())
 def test_corrupted_requests_only_raise_typed_errors(case: tuple[int, int, bytes], data: st.DataObject) -> None:
     _key, _header_size, frame = case
@@ -71,7 +71,7 @@ def test_corrupted_requests_only_raise_typed_errors(case: tuple[int, int, bytes]
         pass
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_corrupted_responses_only_raise_broker_errors(data: st.DataObject) -> None:
     key = data.draw(st.sampled_from([int(ApiKey.METADATA), int(ApiKey.FIND_COORDINATOR),

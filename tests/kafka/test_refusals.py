@@ -99,12 +99,20 @@ def test_every_api_has_a_refusal_builder() -> None:
     assert set(BUILDERS) == {int(k) for k in ApiKey}
 
 
-@pytest.mark.parametrize("api_key", [int(k) for k in ApiKey], ids=lambda k: ApiKey(k).name)
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SUPPORTED_CASES = [
+    (key, version)
+    for key, (low, high) in sorted(SUPPORTED_VERSIONS.items())
+    for version in range(low, high + 1)
+]
+
+
+@pytest.mark.parametrize(("api_key", "version"), SUPPORTED_CASES,
+                         ids=[f"{ApiKey(k).name}-v{v}" for k, v in SUPPORTED_CASES])
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
-def test_refusal_decodes_with_kafka_python_and_names_everything(api_key: int, data: st.DataObject) -> None:
-    low, high = SUPPORTED_VERSIONS[api_key]
-    version = data.draw(st.integers(low, high), label="version")
+def test_refusal_decodes_with_kafka_python_and_names_everything(
+    api_key: int, version: int, data: st.DataObject
+) -> None:
     request = data.draw(message_strategy(api_key, True, version), label="request")
     if api_key == K.PRODUCE:
         request.acks = 1
