@@ -144,3 +144,20 @@ def test_profiles_and_env_overrides(access_server: AccessServer, new_user: objec
     assert "no access server configured for profile 'staging'" in line
     line = one_line(user.run("whoami", "--profile", "bad/name"), ExitCode.USAGE)
     assert "profile name 'bad/name' is not valid" in line
+
+
+def test_denied_approval_exits_7_with_the_reason(alice_session: User, bob_session: User) -> None:
+    asked = alice_session.run("request-approval", "payments", "--write", "--reason", "hotfix",
+                              "--nowait", "-o", "json")
+    assert asked.code == 0, asked.err
+    approval = json.loads(asked.out)
+    assert approval["status"] == "pending"
+    missing_reason = bob_session.run("approvals", "deny", approval["id"])
+    assert missing_reason.code == ExitCode.USAGE
+    denied = bob_session.run("approvals", "deny", approval["id"], "--reason", "use staging")
+    assert denied.code == 0 and f"Denied {approval['id']}" in denied.out
+    line = one_line(alice_session.run("approvals", "show", approval["id"], "--wait"),
+                    ExitCode.DENIED_OR_EXPIRED)
+    assert f"approval {approval['id']} was denied (denied by bob: use staging)" in line
+    again = one_line(bob_session.run("approvals", "approve", approval["id"]), ExitCode.ERROR)
+    assert "only pending requests are reviewed" in again
