@@ -16,13 +16,14 @@ those offsets again and gets them whole.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 
 from streamctl.kafka.records import (
     DEFAULT_MAX_DECOMPRESSED,
     Record,
     RecordsError,
-    decode_batch,
+    decode_batches,
     encode_batch,
     iter_batch_headers,
 )
@@ -90,25 +91,27 @@ class GrantMasker:
         return MaskOutcome(out, counts)
 
     def _mask_batches(self, plan: TopicPlan, records: bytes, counts: dict[str, int]) -> bytes:
-        view = memoryview(records)
+        headers = list(iter_batch_headers(records))
+        if any(h.magic < 2 for h in headers):
+            raise MaskingError("legacy magic 0/1 message set cannot be masked")
+        # One pass over the whole records field (no per-batch copies); the truncated final
+        # batch, if any, is left out on purpose.
+        batches, _ = decode_batches(records, max_decompressed=self._max_decompressed)
         parts: list[bytes | bytearray] = []
-        for header in iter_batch_headers(view):
-            if header.magic < 2:
-                raise MaskingError("legacy magic 0/1 message set cannot be masked")
-            raw = records[header.position : header.position + header.size]
-            batch = decode_batch(raw, max_decompressed=self._max_decompressed)
+        for header, batch in zip(headers, batches, strict=True):
             if batch.is_control:
                 if any(r.key is None or len(r.key) < 4 for r in batch.records):
                     raise MaskingError("control batch holds records that are not control records")
-                parts.append(raw)
+                parts.append(records[header.position : header.position + header.size])
                 continue
             counts[RECORDS_SEEN] += len(batch.records)
-            masked = [mask_record(r, plan, counts) for r in batch.records]
-            if any(m is not r for m, r in zip(masked, batch.records, strict=True)):
+            originals = batch.records
+            masked = [mask_record(r, plan, counts) for r in originals]
+            if any(map(operator.is_not, masked, originals)):
                 batch.records = masked
                 parts.append(encode_batch(batch))
             else:
-                parts.append(raw)
+                parts.append(records[header.position : header.position + header.size])
         return b"".join(parts)
 
 
@@ -126,7 +129,11 @@ def mask_record(record: Record, plan: TopicPlan, counts: dict[str, int]) -> Reco
         new_headers = _mask_headers(headers, plan, counts)
     if new_value is value and new_key is key and new_headers is headers:
         return record
-    return Record(attributes, ts_delta, offset_delta, new_key, new_value, new_headers)
+    fields = (attributes, ts_delta, offset_delta, new_key, new_value, new_headers)
+    return _new_record(Record, fields)
+
+
+_new_record = tuple.__new__  # builds the NamedTuple without its Python-level __new__
 
 
 def _mask_headers(

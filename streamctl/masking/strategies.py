@@ -50,7 +50,8 @@ def text_mask(strategy: str, keep_last: int | None, hash_key: bytes | None) -> T
         if n < 0:
             raise MaskingError(f"keep_last must not be negative (got {n})")
 
-        def keep(text: str) -> str:
+        def keep(value: Any) -> str:
+            text = value if type(value) is str else _as_text(value)
             # A value no longer than N would be shown whole: mask all of it instead.
             if len(text) <= n:
                 return "*" * len(text)
@@ -66,7 +67,8 @@ def text_mask(strategy: str, keep_last: int | None, hash_key: bytes | None) -> T
         inner = hashlib.sha256(bytes(b ^ 0x36 for b in padded))
         outer = hashlib.sha256(bytes(b ^ 0x5C for b in padded))
 
-        def digest(text: str) -> str:
+        def digest(value: Any) -> str:
+            text = value if type(value) is str else _as_text(value)
             mac = inner.copy()
             mac.update(text.encode("utf-8", "surrogatepass"))
             final = outer.copy()
@@ -88,9 +90,5 @@ def value_mask(strategy: str, keep_last: int | None, hash_key: bytes | None) -> 
     if strategy == "redact":
         text_mask(strategy, keep_last, hash_key)  # validates like the other strategies
         return lambda value: REDACTED
-    masker = text_mask(strategy, keep_last, hash_key)
-
-    def mask_value(value: Any) -> Any:
-        return masker(value if type(value) is str else _as_text(value))
-
-    return mask_value
+    # keep_last and hash take any JSON value (non-strings as their compact JSON text)
+    return text_mask(strategy, keep_last, hash_key)
