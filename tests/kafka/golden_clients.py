@@ -6,7 +6,6 @@ import socket
 import struct
 import subprocess
 import time
-from typing import Any
 
 import confluent_kafka
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
@@ -17,7 +16,7 @@ from kafka.admin import NewTopic as KpNewTopic
 from kafka.protocol.admin.cluster import DescribeClusterRequest
 from kafka.structs import OffsetAndMetadata
 
-from tests.harness.kafka import java_command
+from tests.harness.tools import KafkaTools
 
 RECORDS = 30
 
@@ -171,22 +170,9 @@ def kcat_session(bootstrap: str, topic: str) -> None:
     assert out.stdout.decode().count("kcat-") == RECORDS
 
 
-def java_console_session(bootstrap: str, topic: str, tools: Any = None) -> None:
+def java_console_session(bootstrap: str, topic: str, tools: KafkaTools) -> None:
     """Java console producer and consumer from the broker's own jars."""
     lines = [f"java-{i}" for i in range(RECORDS)]
-    if tools is not None:
-        tools.console_producer(bootstrap, topic, lines)
-        got = tools.console_consumer(bootstrap, topic, RECORDS)
-    else:
-        subprocess.run(
-            java_command("org.apache.kafka.tools.ConsoleProducer", "--bootstrap-server",
-                         bootstrap, "--topic", topic),
-            input=("\n".join(lines) + "\n").encode(), check=True, capture_output=True,
-            timeout=120)
-        out = subprocess.run(
-            java_command("org.apache.kafka.tools.consumer.ConsoleConsumer", "--bootstrap-server",
-                         bootstrap, "--topic", topic, "--from-beginning", "--max-messages",
-                         str(RECORDS), "--timeout-ms", "30000"),
-            check=True, capture_output=True, timeout=120)
-        got = out.stdout.decode().split()
+    tools.console_producer(bootstrap, topic, lines)
+    got = tools.console_consumer(bootstrap, topic, RECORDS)
     assert [line for line in got if line.startswith("java-")] == lines

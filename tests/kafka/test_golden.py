@@ -27,6 +27,7 @@ from streamctl.kafka.rewrite import carries_addresses, rewrite_addresses
 from streamctl.kafka.summary import decode_request_frame, summarize
 from streamctl.kafka.versions import SUPPORTED_VERSIONS
 from tests.harness.kafka import KafkaCluster
+from tests.harness.tools import KafkaTools
 from tests.kafka import golden_clients
 from tests.kafka.recording_proxy import Exchange, Recording, RecordingProxy
 
@@ -35,11 +36,7 @@ CLIENTS = ("kafka-python", "confluent-kafka", "kcat", "java-console")
 
 
 @pytest.fixture(scope="module")
-def recording(kafka: KafkaCluster, request: pytest.FixtureRequest) -> Iterator[Recording]:
-    try:
-        tools = request.getfixturevalue("kafka_tools")
-    except pytest.FixtureLookupError:
-        tools = None
+def recording(kafka: KafkaCluster, kafka_tools: KafkaTools) -> Iterator[Recording]:
     with RecordingProxy(kafka.bootstrap) as proxy:
         base = f"golden-{id(proxy) % 100000}"
         proxy.label = "kafka-python"
@@ -51,7 +48,7 @@ def recording(kafka: KafkaCluster, request: pytest.FixtureRequest) -> Iterator[R
         golden_clients.kcat_session(proxy.bootstrap, f"{base}-kcat")
         kafka.create_topic(f"{base}-java")
         proxy.label = "java-console"
-        golden_clients.java_console_session(proxy.bootstrap, f"{base}-java", tools)
+        golden_clients.java_console_session(proxy.bootstrap, f"{base}-java", kafka_tools)
         yield proxy.recording
 
 
