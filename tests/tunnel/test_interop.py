@@ -229,3 +229,18 @@ def test_leader_change_mid_run_without_learning_real_addresses(
                                                   200)
         ]
         assert {f"after-{i}" for i in range(100)} <= set(values)
+
+
+def test_java_console_tools_through_the_tunnel(
+    kafka_cluster: KafkaCluster, topic: str, kafka_tools
+) -> None:
+    with tunnel_for(kafka_cluster, topics=(topic,), ops=OPS) as t:
+        lines = [f"java-{i}" for i in range(50)]
+        kafka_tools.console_producer(t.bootstrap, topic, lines, extra_props={"acks": "all"})
+        got = kafka_tools.console_consumer(
+            t.bootstrap, topic, 50, extra_props={"group.id": f"g-{uuid.uuid4().hex[:6]}"},
+            timeout=90,
+        )
+        assert sorted(got) == sorted(lines)
+        assert t.tunnel.stats.requests_refused == 0
+        assert t.tunnel.stats.connection_errors == 0
