@@ -22,14 +22,24 @@ from streamctl.cli.policy import policy_app
 from streamctl.cli.server import server_app
 from streamctl.client.errors import ClientError
 
+HELP = """Scoped, time-boxed, audited access to Apache Kafka.
+
+Start with `streamctl login --server URL`, then `streamctl connect TOPIC --read`.
+
+Every option can also be set in the environment: STREAMCTL_SERVER, STREAMCTL_PROFILE, \
+STREAMCTL_OUTPUT, STREAMCTL_REASON... and STREAMCTL_<COMMAND>_<OPTION> for the rest \
+(for example STREAMCTL_TAIL_MAX_MESSAGES=10)."""
+
 app = typer.Typer(
     name="streamctl",
-    help="Scoped, time-boxed, audited access to Apache Kafka.",
+    help=HELP,
     epilog=help_epilog(full=True),
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode="rich",
-    context_settings={"help_option_names": ["-h", "--help"]},
+    # Every option can also come from STREAMCTL_<COMMAND>_<OPTION>, e.g. STREAMCTL_TAIL_FOLLOW=1;
+    # the common ones have short names (STREAMCTL_SERVER, STREAMCTL_PROFILE, STREAMCTL_OUTPUT).
+    context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "STREAMCTL"},
 )
 
 _debug = False
@@ -49,18 +59,18 @@ def root(
         callback=_print_version,
         is_eager=True,
         help="Print the version and exit.",
+        metavar="",
+        allow_from_autoenv=False,
     ),
     debug: bool = typer.Option(
         False,
         "--debug",
         envvar="STREAMCTL_DEBUG",
-        help="Show tracebacks and HTTP details for failures.",
+        help="Show tracebacks for failures.",
+        metavar="",
     ),
 ) -> None:
-    """Scoped, time-boxed, audited access to Apache Kafka.
-
-    Start with `streamctl login --server URL`, then `streamctl connect TOPIC`.
-    """
+    """Scoped, time-boxed, audited access to Apache Kafka."""
     global _debug
     _debug = debug
 

@@ -85,8 +85,11 @@ def wait_for_decision(client: AccessClient, approval: dict[str, Any]) -> dict[st
             from streamctl.cli.common import to_epoch
 
             expires = to_epoch(current.get("expires_at"))
-            left = f" [dim]request expires in {human_duration(expires - time.time())}[/dim]" \
-                if expires else ""
+            left = (
+                f" [dim]request expires in {human_duration(expires - time.time())}[/dim]"
+                if expires
+                else ""
+            )
             spinner.update(f"Waiting for a reviewer to decide on {approval_id}...{left}")
 
         return rounds(update)
@@ -99,8 +102,10 @@ def report_decision(approval: dict[str, Any], fmt: str) -> None:
         print_json(approval)
     if status == "approved":
         if fmt != "json":
-            stdout.print(f"[green]✓[/green] Approval {approval.get('id')} approved "
-                         f"({_reviews_text(approval) or 'approved'}).")
+            stdout.print(
+                f"[green]✓[/green] Approval {approval.get('id')} approved "
+                f"({_reviews_text(approval) or 'approved'})."
+            )
             window = format_window(approval.get("window_start"), approval.get("window_end"))
             stdout.print(f"  window: {window}")
             stdout.print(f"  next:   {next_command(approval)}")
@@ -124,21 +129,34 @@ def request_approval(
     write: WriteOpt = False,
     reason: ReasonOpt = None,
     for_: Annotated[
-        str, typer.Option("--for", envvar="STREAMCTL_APPROVAL_FOR",
-                          help="How long the access window lasts (e.g. 30m, 2h).")
+        str,
+        typer.Option(
+            "--for",
+            envvar="STREAMCTL_APPROVAL_FOR",
+            help="How long the access window lasts (e.g. 30m, 2h).",
+            metavar="DURATION",
+        ),
     ] = "30m",
     start: Annotated[
         str | None,
-        typer.Option("--start", help="When the window opens: ISO 8601 or +1h (default: now)."),
+        typer.Option(
+            "--start", help="When the window opens: ISO 8601 or +1h (default: now).", metavar="TIME"
+        ),
     ] = None,
     reviewers: Annotated[
         list[str] | None,
-        typer.Option("--reviewers", help="Who should review (repeat, or comma-separated)."),
+        typer.Option(
+            "--reviewers", help="Who should review (repeat, or comma-separated).", metavar="USER"
+        ),
     ] = None,
     wait: Annotated[
         bool,
-        typer.Option("--wait/--nowait", envvar="STREAMCTL_WAIT",
-                     help="Wait for the decision (default) or return at once."),
+        typer.Option(
+            "--wait/--nowait",
+            envvar="STREAMCTL_WAIT",
+            help="Wait for the decision (default) or return at once.",
+            metavar="",
+        ),
     ] = True,
     profile: ProfileOpt = None,
     server: ServerOpt = None,
@@ -170,8 +188,10 @@ def request_approval(
             reviewers=names,
         )
         if fmt != "json":
-            note(f"Requested approval [bold]{approval.get('id')}[/bold] for "
-                 f"{', '.join(topics)} ({', '.join(approval.get('operations', []))}).")
+            note(
+                f"Requested approval [bold]{approval.get('id')}[/bold] for "
+                f"{', '.join(topics)} ({', '.join(approval.get('operations', []))})."
+            )
         if wait and approval.get("status") == "pending":
             approval = wait_for_decision(client, approval)
     finally:
@@ -199,7 +219,8 @@ def approval_rows(approvals: list[dict[str, Any]]) -> Table:
 @approvals_app.command("ls", epilog=help_epilog())
 def list_approvals(
     reviewable: Annotated[
-        bool, typer.Option("--reviewable", help="Requests you may review, not your own.")
+        bool,
+        typer.Option("--reviewable", help="Requests you may review, not your own.", metavar=""),
     ] = False,
     profile: ProfileOpt = None,
     server: ServerOpt = None,
@@ -222,9 +243,9 @@ def list_approvals(
 
 @approvals_app.command("show", epilog=help_epilog())
 def show(
-    approval_id: Annotated[str, typer.Argument(help="The approval id.")],
+    approval_id: Annotated[str, typer.Argument(help="The approval id.", metavar="APPROVAL_ID")],
     wait: Annotated[
-        bool, typer.Option("--wait", help="Wait until it is decided.")
+        bool, typer.Option("--wait", help="Wait until it is decided.", metavar="")
     ] = False,
     profile: ProfileOpt = None,
     server: ServerOpt = None,
@@ -251,8 +272,14 @@ def show(
             stdout.print(f"reviews: {reviews}")
 
 
-def _review(approval_id: str, decision: str, reason: str | None,
-            profile: str | None, server: str | None, output: str | None) -> None:
+def _review(
+    approval_id: str,
+    decision: str,
+    reason: str | None,
+    profile: str | None,
+    server: str | None,
+    output: str | None,
+) -> None:
     fmt = check_output(output)
     session = open_session(profile, server)
     try:
@@ -270,7 +297,7 @@ def _review(approval_id: str, decision: str, reason: str | None,
 
 @approvals_app.command("approve", epilog=help_epilog())
 def approve(
-    approval_id: Annotated[str, typer.Argument(help="The approval id.")],
+    approval_id: Annotated[str, typer.Argument(help="The approval id.", metavar="APPROVAL_ID")],
     reason: ReasonOpt = None,
     profile: ProfileOpt = None,
     server: ServerOpt = None,
@@ -282,10 +309,16 @@ def approve(
 
 @approvals_app.command("deny", epilog=help_epilog())
 def deny(
-    approval_id: Annotated[str, typer.Argument(help="The approval id.")],
+    approval_id: Annotated[str, typer.Argument(help="The approval id.", metavar="APPROVAL_ID")],
     reason: Annotated[
-        str, typer.Option("--reason", "-r", envvar="STREAMCTL_REASON",
-                          help="Why it is denied (required; the requester sees it).")
+        str,
+        typer.Option(
+            "--reason",
+            "-r",
+            envvar="STREAMCTL_REASON",
+            help="Why it is denied (required; the requester sees it).",
+            metavar="TEXT",
+        ),
     ],
     profile: ProfileOpt = None,
     server: ServerOpt = None,

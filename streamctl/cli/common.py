@@ -43,6 +43,7 @@ ProfileOpt = Annotated[
         envvar="STREAMCTL_PROFILE",
         help="Profile to use (one per access server / cluster).",
         show_default=False,
+        metavar="NAME",
     ),
 ]
 ServerOpt = Annotated[
@@ -52,6 +53,7 @@ ServerOpt = Annotated[
         envvar="STREAMCTL_SERVER",
         help="Access server URL; overrides the profile's `server`.",
         show_default=False,
+        metavar="URL",
     ),
 ]
 OutputOpt = Annotated[
@@ -62,11 +64,18 @@ OutputOpt = Annotated[
         envvar="STREAMCTL_OUTPUT",
         help="Output format: table or json.",
         show_default=False,
+        metavar="FORMAT",
     ),
 ]
 ReasonOpt = Annotated[
     str | None,
-    typer.Option("--reason", "-r", envvar="STREAMCTL_REASON", help="Why you need this access."),
+    typer.Option(
+        "--reason",
+        "-r",
+        envvar="STREAMCTL_REASON",
+        help="Why you need this access.",
+        metavar="TEXT",
+    ),
 ]
 
 stdout = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
@@ -81,7 +90,8 @@ def parse_duration(text: str, *, what: str = "duration") -> int:
     parts = re.fullmatch(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", text)
     if not text or parts is None or not any(parts.groups()):
         raise UsageProblem(
-            f"{what} {text!r} is not a duration", hint="use forms like 90s, 30m, 1h or 1h30m",
+            f"{what} {text!r} is not a duration",
+            hint="use forms like 90s, 30m, 1h or 1h30m",
             code="usage",
         )
     d, h, m, s = (int(g) if g else 0 for g in parts.groups())
@@ -94,8 +104,9 @@ def parse_time(text: str, *, what: str = "time") -> datetime:
     now = datetime.now(UTC)
     if text[:1] in "+-" and len(text) > 1:
         seconds = parse_duration(text[1:], what=what)
-        return datetime.fromtimestamp(now.timestamp() + (seconds if text[0] == "+" else -seconds),
-                                      UTC)
+        return datetime.fromtimestamp(
+            now.timestamp() + (seconds if text[0] == "+" else -seconds), UTC
+        )
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -302,4 +313,3 @@ def open_session(
         opened=opened,
         bot=bot,
     )
-

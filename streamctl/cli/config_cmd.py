@@ -27,15 +27,20 @@ config_app = typer.Typer(
 def _profile_name(profile: str | None) -> str:
     name = profile or load_config().default_profile
     if not valid_profile_name(name):
-        raise UsageProblem(f"profile name {name!r} is not valid",
-                           hint="use letters, digits, '-', '_' or '.'", code="usage")
+        raise UsageProblem(
+            f"profile name {name!r} is not valid",
+            hint="use letters, digits, '-', '_' or '.'",
+            code="usage",
+        )
     return name
 
 
 @config_app.command("show", epilog=help_epilog())
 def show(
     profile: ProfileOpt = None,
-    all_: Annotated[bool, typer.Option("--all", "-a", help="Show every profile.")] = False,
+    all_: Annotated[
+        bool, typer.Option("--all", "-a", help="Show every profile.", metavar="")
+    ] = False,
     output: OutputOpt = None,
 ) -> None:
     """Show the settings of a profile (or all of them) and where the file is."""
@@ -66,8 +71,8 @@ def show(
 
 @config_app.command("set", epilog=help_epilog())
 def set_(
-    key: Annotated[str, typer.Argument(help=f"One of: {', '.join(PROFILE_KEYS)}.")],
-    value: Annotated[str, typer.Argument(help="The new value.")],
+    key: Annotated[str, typer.Argument(help=f"One of: {', '.join(PROFILE_KEYS)}.", metavar="KEY")],
+    value: Annotated[str, typer.Argument(help="The new value.", metavar="VALUE")],
     profile: ProfileOpt = None,
 ) -> None:
     """Set one setting of a profile (the default profile unless --profile)."""
@@ -80,7 +85,7 @@ def set_(
 
 @config_app.command("unset", epilog=help_epilog())
 def unset(
-    key: Annotated[str, typer.Argument(help="The setting to remove.")],
+    key: Annotated[str, typer.Argument(help="The setting to remove.", metavar="KEY")],
     profile: ProfileOpt = None,
 ) -> None:
     """Remove one setting from a profile."""
@@ -94,7 +99,11 @@ def unset(
 
 
 @config_app.command("use", epilog=help_epilog())
-def use(profile_name: Annotated[str, typer.Argument(help="Profile to use by default.")]) -> None:
+def use(
+    profile_name: Annotated[
+        str, typer.Argument(help="Profile to use by default.", metavar="PROFILE")
+    ],
+) -> None:
     """Make a profile the default one (STREAMCTL_PROFILE and --profile still override it)."""
     name = _profile_name(profile_name)
     config = load_config()

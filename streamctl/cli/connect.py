@@ -42,8 +42,12 @@ from streamctl.cli.local_tunnels import registered_tunnel
 
 PortOpt = Annotated[
     int,
-    typer.Option("--port", envvar="STREAMCTL_PORT",
-                 help="Local bootstrap port (0 picks a free one)."),
+    typer.Option(
+        "--port",
+        envvar="STREAMCTL_PORT",
+        help="Local bootstrap port (0 picks a free one).",
+        metavar="PORT",
+    ),
 ]
 
 
@@ -62,13 +66,17 @@ def _live_view(issued: IssuedGrant, running: RunningTunnel) -> Table:
     table.add_row("topics", ", ".join(issued.grant.topics))
     table.add_row("expires in", human_duration(left))
     table.add_row("connections", f"{stats.connections_open} open, {stats.connections_total} total")
-    refused = f"[red]{stats.requests_refused} refused[/red]" if stats.requests_refused \
-        else "0 refused"
+    refused = (
+        f"[red]{stats.requests_refused} refused[/red]" if stats.requests_refused else "0 refused"
+    )
     table.add_row("requests", f"{stats.requests_allowed} allowed, {refused}")
     table.add_row("bytes", f"{stats.bytes_from_clients} in, {stats.bytes_to_clients} out")
     if stats.partitions_masked or stats.partitions_mask_failed:
-        table.add_row("masked", f"{stats.partitions_masked} partition fetches "
-                      f"({stats.partitions_mask_failed} failed closed)")
+        table.add_row(
+            "masked",
+            f"{stats.partitions_masked} partition fetches "
+            f"({stats.partitions_mask_failed} failed closed)",
+        )
     table.add_row("", "[dim]Ctrl-C to stop[/dim]")
     return table
 
@@ -79,8 +87,9 @@ def _wait_until_end(issued: IssuedGrant, running: RunningTunnel) -> None:
         while not running.ended():
             time.sleep(0.5)
         return
-    with Live(_live_view(issued, running), console=stderr, refresh_per_second=2,
-              transient=True) as live:
+    with Live(
+        _live_view(issued, running), console=stderr, refresh_per_second=2, transient=True
+    ) as live:
         while not running.ended():
             time.sleep(0.5)
             live.update(_live_view(issued, running))
@@ -101,6 +110,7 @@ def connect(
             "--exec",
             help="Run this client command with STREAMCTL_BOOTSTRAP and KAFKA_BOOTSTRAP_SERVERS "
             "set, then stop (e.g. --exec 'kcat -b $STREAMCTL_BOOTSTRAP -L').",
+            metavar="CMD",
         ),
     ] = None,
     profile: ProfileOpt = None,
@@ -124,8 +134,12 @@ def connect(
     session = open_session(profile, server)
     try:
         issued = obtain_grant(
-            session, topics=topics, operations=ops, ttl_seconds=ttl_seconds,
-            reason=reason, approval_id=approval,
+            session,
+            topics=topics,
+            operations=ops,
+            ttl_seconds=ttl_seconds,
+            reason=reason,
+            approval_id=approval,
         )
         upload_pending(session)
         _serve(session, issued, fmt=fmt, port=port, command=command)
@@ -133,8 +147,9 @@ def connect(
         session.close()
 
 
-def _serve(session: Session, issued: IssuedGrant, *, fmt: str, port: int,
-           command: list[str] | None) -> None:
+def _serve(
+    session: Session, issued: IssuedGrant, *, fmt: str, port: int, command: list[str] | None
+) -> None:
     """Run the tunnel: hand it to --exec's command, or keep it up until Ctrl-C or expiry."""
     with local_tunnel(session, issued, port=port) as running:
         bootstrap = running.bootstrap
@@ -152,16 +167,19 @@ def _serve(session: Session, issued: IssuedGrant, *, fmt: str, port: int,
                 print_json(info)
             else:
                 stdout.print(bootstrap)
-                note(f"Tunnel up for {', '.join(issued.grant.topics)} "
-                     f"({', '.join(sorted(issued.grant.operations))}); grant "
-                     f"{issued.grant_id} expires in "
-                     f"{human_duration(issued.grant.expires_at - time.time())}.")
+                note(
+                    f"Tunnel up for {', '.join(issued.grant.topics)} "
+                    f"({', '.join(sorted(issued.grant.operations))}); grant "
+                    f"{issued.grant_id} expires in "
+                    f"{human_duration(issued.grant.expires_at - time.time())}."
+                )
             if command is not None:
                 try:
                     result = subprocess.run(command, env=client_env(bootstrap), check=False)
                 except FileNotFoundError:
-                    raise UsageProblem(f"--exec: command not found: {command[0]}",
-                                       code="usage") from None
+                    raise UsageProblem(
+                        f"--exec: command not found: {command[0]}", code="usage"
+                    ) from None
                 except KeyboardInterrupt:
                     raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
                 if result.returncode != 0:
@@ -172,5 +190,7 @@ def _serve(session: Session, issued: IssuedGrant, *, fmt: str, port: int,
             except KeyboardInterrupt:
                 note("Tunnel closed.")
                 return
-            note(f"Tunnel closed: {running.tunnel.stop_reason or 'the grant expired'}. "
-                 "Run the same command to get a new grant.")
+            note(
+                f"Tunnel closed: {running.tunnel.stop_reason or 'the grant expired'}. "
+                "Run the same command to get a new grant."
+            )

@@ -34,21 +34,35 @@ grant_app = typer.Typer(
     epilog=help_epilog(),
 )
 
-ReadOpt = Annotated[bool, typer.Option("--read", help="Ask to consume the topics.")]
-WriteOpt = Annotated[bool, typer.Option("--write", help="Ask to produce to the topics.")]
+ReadOpt = Annotated[bool, typer.Option("--read", help="Ask to consume the topics.", metavar="")]
+WriteOpt = Annotated[
+    bool, typer.Option("--write", help="Ask to produce to the topics.", metavar="")
+]
 TtlOpt = Annotated[
     str | None,
-    typer.Option("--ttl", envvar="STREAMCTL_TTL",
-                 help="How long the grant should last (e.g. 30m); the policy caps it."),
+    typer.Option(
+        "--ttl",
+        envvar="STREAMCTL_TTL",
+        help="How long the grant should last (e.g. 30m); the policy caps it.",
+        metavar="DURATION",
+    ),
 ]
 ApprovalOpt = Annotated[
     str | None,
-    typer.Option("--approval", envvar="STREAMCTL_APPROVAL",
-                 help="Approval id to use (needed for writes to high-value topics)."),
+    typer.Option(
+        "--approval",
+        envvar="STREAMCTL_APPROVAL",
+        help="Approval id to use (needed for writes to high-value topics).",
+        metavar="ID",
+    ),
 ]
 OperationOpt = Annotated[
     list[str] | None,
-    typer.Option("--operation", help="Extra operation kinds: create, delete, alter, describe."),
+    typer.Option(
+        "--operation",
+        help="Extra operation kinds: create, delete, alter, describe.",
+        metavar="KIND",
+    ),
 ]
 
 
@@ -107,7 +121,8 @@ def request(
     reason: ReasonOpt = None,
     approval: ApprovalOpt = None,
     cluster: Annotated[
-        str | None, typer.Option("--cluster", envvar="STREAMCTL_CLUSTER", help="Cluster name.")
+        str | None,
+        typer.Option("--cluster", envvar="STREAMCTL_CLUSTER", help="Cluster name.", metavar="NAME"),
     ] = None,
     profile: ProfileOpt = None,
     server: ServerOpt = None,
@@ -142,7 +157,9 @@ def request(
 
 @grant_app.command("ls", epilog=help_epilog())
 def list_grants(
-    all_: Annotated[bool, typer.Option("--all", "-a", help="Include expired and revoked.")] = False,
+    all_: Annotated[
+        bool, typer.Option("--all", "-a", help="Include expired and revoked.", metavar="")
+    ] = False,
     profile: ProfileOpt = None,
     server: ServerOpt = None,
     output: OutputOpt = None,
@@ -157,8 +174,10 @@ def list_grants(
     if not all_:
         now = time.time()
         grants = [
-            g for g in grants
-            if not g.get("revoked") and g.get("active") is not False
+            g
+            for g in grants
+            if not g.get("revoked")
+            and g.get("active") is not False
             and (to_epoch(g.get("expires_at")) or now + 1) > now
         ]
     for grant in grants:
@@ -173,7 +192,7 @@ def list_grants(
 
 @grant_app.command("status", epilog=help_epilog())
 def status(
-    grant_id: Annotated[str, typer.Argument(help="The grant id.")],
+    grant_id: Annotated[str, typer.Argument(help="The grant id.", metavar="GRANT_ID")],
     profile: ProfileOpt = None,
     server: ServerOpt = None,
     output: OutputOpt = None,
@@ -193,7 +212,7 @@ def status(
 
 @grant_app.command("revoke", epilog=help_epilog())
 def revoke(
-    grant_id: Annotated[str, typer.Argument(help="The grant id.")],
+    grant_id: Annotated[str, typer.Argument(help="The grant id.", metavar="GRANT_ID")],
     profile: ProfileOpt = None,
     server: ServerOpt = None,
     output: OutputOpt = None,

@@ -113,8 +113,12 @@ def login(
     server: ServerOpt = None,
     no_browser: Annotated[
         bool,
-        typer.Option("--no-browser", envvar="STREAMCTL_NO_BROWSER",
-                     help="Never offer to open a browser."),
+        typer.Option(
+            "--no-browser",
+            envvar="STREAMCTL_NO_BROWSER",
+            help="Never offer to open a browser.",
+            metavar="",
+        ),
     ] = False,
     insecure_storage: Annotated[
         bool,
@@ -122,12 +126,17 @@ def login(
             "--insecure-storage",
             envvar="STREAMCTL_INSECURE_STORAGE",
             help="Keep tokens in a 0600 file instead of the OS keyring.",
+            metavar="",
         ),
     ] = False,
     client_id: Annotated[
         str | None,
-        typer.Option("--client-id", envvar="STREAMCTL_CLIENT_ID",
-                     help="Bots: OAuth client id (client credentials login)."),
+        typer.Option(
+            "--client-id",
+            envvar="STREAMCTL_CLIENT_ID",
+            help="Bots: OAuth client id (client credentials login).",
+            metavar="ID",
+        ),
     ] = None,
     client_secret_file: Annotated[
         str | None,
@@ -135,6 +144,7 @@ def login(
             "--client-secret-file",
             envvar="STREAMCTL_CLIENT_SECRET_FILE",
             help="Bots: file holding the client secret (never pass secrets as arguments).",
+            metavar="FILE",
         ),
     ] = None,
     output: OutputOpt = None,
@@ -188,8 +198,9 @@ def login(
         else session.opened.store.description
     )
     if fmt == "json":
-        print_json({**me, "profile": session.profile, "server": session.server,
-                    "token_storage": stored_in})
+        print_json(
+            {**me, "profile": session.profile, "server": session.server, "token_storage": stored_in}
+        )
         return
     roles = ", ".join(str(r) for r in me.get("roles", [])) or "none"
     stdout.print(

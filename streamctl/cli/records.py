@@ -38,8 +38,19 @@ DEFAULT_TAIL = 10
 #: How long a poll may wait for records before checking whether we are done.
 POLL_MS = 500
 
+TailOutputOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--output",
+        "-o",
+        envvar="STREAMCTL_OUTPUT",
+        help="Output format: table, json or raw (the values only).",
+        show_default=False,
+        metavar="FORMAT",
+    ),
+]
 PartitionOpt = Annotated[
-    int | None, typer.Option("--partition", "-P", help="Only this partition.")
+    int | None, typer.Option("--partition", "-P", help="Only this partition.", metavar="N")
 ]
 
 
@@ -47,8 +58,13 @@ def _kafka_failure(exc: Exception, topic: str) -> ClientError:
     """Turn a kafka-python error from the tunnel into a typed, one-line failure."""
     from kafka import errors as kerr
 
-    if isinstance(exc, kerr.TopicAuthorizationFailedError | kerr.PolicyViolationError |
-                  kerr.ClusterAuthorizationFailedError | kerr.GroupAuthorizationFailedError):
+    if isinstance(
+        exc,
+        kerr.TopicAuthorizationFailedError
+        | kerr.PolicyViolationError
+        | kerr.ClusterAuthorizationFailedError
+        | kerr.GroupAuthorizationFailedError,
+    ):
         return NotAuthorized(
             f"the tunnel refused access to {topic}: {type(exc).__name__}",
             hint="check the grant's topics and operations with `streamctl grant ls`",
@@ -118,37 +134,44 @@ def _print_record(
 
 
 def tail(
-    topic: Annotated[str, typer.Argument(help="Topic to read.")],
+    topic: Annotated[str, typer.Argument(help="Topic to read.", metavar="TOPIC")],
     from_beginning: Annotated[
-        bool, typer.Option("--from-beginning", help="Start at the oldest record.")
+        bool, typer.Option("--from-beginning", help="Start at the oldest record.", metavar="")
     ] = False,
     offset: Annotated[
         int | None,
-        typer.Option("--offset", help="Start at this offset (negative: that many from the end)."),
+        typer.Option(
+            "--offset", help="Start at this offset (negative: that many from the end).", metavar="N"
+        ),
     ] = None,
     from_time: Annotated[
         str | None,
-        typer.Option("--from-time", help="Start at this time: ISO 8601 or relative (-15m)."),
+        typer.Option(
+            "--from-time", help="Start at this time: ISO 8601 or relative (-15m).", metavar="TIME"
+        ),
     ] = None,
     partition: PartitionOpt = None,
     max_messages: Annotated[
-        int | None, typer.Option("--max-messages", "-c", help="Stop after this many records.")
+        int | None,
+        typer.Option("--max-messages", "-c", help="Stop after this many records.", metavar="N"),
     ] = None,
     follow: Annotated[
-        bool, typer.Option("--follow", "-f", help="Keep waiting for new records.")
+        bool, typer.Option("--follow", "-f", help="Keep waiting for new records.", metavar="")
     ] = False,
-    print_keys: Annotated[bool, typer.Option("--print-keys", help="Show record keys.")] = False,
+    print_keys: Annotated[
+        bool, typer.Option("--print-keys", help="Show record keys.", metavar="")
+    ] = False,
     print_headers: Annotated[
-        bool, typer.Option("--print-headers", help="Show record headers.")
+        bool, typer.Option("--print-headers", help="Show record headers.", metavar="")
     ] = False,
     print_timestamps: Annotated[
-        bool, typer.Option("--print-timestamps", help="Show record timestamps.")
+        bool, typer.Option("--print-timestamps", help="Show record timestamps.", metavar="")
     ] = False,
     ttl: TtlOpt = None,
     reason: ReasonOpt = None,
     profile: ProfileOpt = None,
     server: ServerOpt = None,
-    output: OutputOpt = None,
+    output: TailOutputOpt = None,
 ) -> None:
     """Print records of a topic, masked by policy (the last 10 per partition by default).
 
@@ -163,15 +186,19 @@ def tail(
         )
     if max_messages is not None and max_messages < 1:
         raise UsageProblem("--max-messages must be at least 1", code="usage")
-    start_ms = int(parse_time(from_time, what="--from-time").timestamp() * 1000) \
-        if from_time else None
+    start_ms = (
+        int(parse_time(from_time, what="--from-time").timestamp() * 1000) if from_time else None
+    )
     from streamctl.cli.common import parse_duration
 
     ttl_seconds = parse_duration(ttl, what="--ttl") if ttl else None
     session = open_session(profile, server)
     try:
         issued = obtain_grant(
-            session, topics=[topic], operations=["read"], ttl_seconds=ttl_seconds,
+            session,
+            topics=[topic],
+            operations=["read"],
+            ttl_seconds=ttl_seconds,
             reason=reason,
         )
         upload_pending(session)
@@ -179,9 +206,14 @@ def tail(
             count = 0
             try:
                 for message in _consume(
-                    running.bootstrap, topic, partition=partition,
-                    from_beginning=from_beginning, offset=offset, start_ms=start_ms,
-                    follow=follow, deadline=time.time() + seconds_left(issued.grant),
+                    running.bootstrap,
+                    topic,
+                    partition=partition,
+                    from_beginning=from_beginning,
+                    offset=offset,
+                    start_ms=start_ms,
+                    follow=follow,
+                    deadline=time.time() + seconds_left(issued.grant),
                 ):
                     _print_record(message, fmt, print_keys, print_headers, print_timestamps)
                     count += 1
@@ -223,10 +255,13 @@ def _consume(
             if not ids:
                 raise _kafka_failure(kerr.UnknownTopicOrPartitionError(), topic)
             if partition is not None and partition not in ids:
-                raise NotFound(f"topic {topic} has no partition {partition}",
-                               hint=f"partitions are {sorted(ids)}")
-            tps = [TopicPartition(topic, p) for p in sorted(ids)
-                   if partition is None or p == partition]
+                raise NotFound(
+                    f"topic {topic} has no partition {partition}",
+                    hint=f"partitions are {sorted(ids)}",
+                )
+            tps = [
+                TopicPartition(topic, p) for p in sorted(ids) if partition is None or p == partition
+            ]
             consumer.assign(tps)
             ends = consumer.end_offsets(tps)
             begins = consumer.beginning_offsets(tps)
@@ -282,8 +317,11 @@ def _send_all(
     from kafka import errors as kerr
 
     producer = KafkaProducer(
-        bootstrap_servers=bootstrap, client_id="streamctl-produce", acks="all",
-        request_timeout_ms=30000, retries=0,
+        bootstrap_servers=bootstrap,
+        client_id="streamctl-produce",
+        acks="all",
+        request_timeout_ms=30000,
+        retries=0,
     )
     sep = key_separator.encode() if key_separator else None
     results: list[dict[str, Any]] = []
@@ -294,8 +332,9 @@ def _send_all(
             value: bytes = line
             if sep is not None and sep in line:
                 key, value = line.split(sep, 1)
-            futures.append(producer.send(topic, value=value, key=key, headers=headers,
-                                         partition=partition))
+            futures.append(
+                producer.send(topic, value=value, key=key, headers=headers, partition=partition)
+            )
         producer.flush(timeout=60)
         for future in futures:
             meta = future.get(timeout=60)
@@ -308,19 +347,30 @@ def _send_all(
 
 
 def produce(
-    topic: Annotated[str, typer.Argument(help="Topic to write to.")],
+    topic: Annotated[str, typer.Argument(help="Topic to write to.", metavar="TOPIC")],
     file: Annotated[
         str | None,
-        typer.Option("--file", "-f", help="Read records from this file (default: stdin)."),
+        typer.Option(
+            "--file", "-f", help="Read records from this file (default: stdin).", metavar="FILE"
+        ),
     ] = None,
     key_separator: Annotated[
         str | None,
-        typer.Option("--key-separator", "-K",
-                     help="Split each line into key and value at the first occurrence."),
+        typer.Option(
+            "--key-separator",
+            "-K",
+            help="Split each line into key and value at the first occurrence.",
+            metavar="SEP",
+        ),
     ] = None,
     header: Annotated[
         list[str] | None,
-        typer.Option("--header", "-H", help="Header KEY=VALUE on every record (repeatable)."),
+        typer.Option(
+            "--header",
+            "-H",
+            help="Header KEY=VALUE on every record (repeatable).",
+            metavar="KEY=VALUE",
+        ),
     ] = None,
     partition: PartitionOpt = None,
     ttl: TtlOpt = None,
@@ -353,13 +403,16 @@ def produce(
     session = open_session(profile, server)
     try:
         issued = obtain_grant(
-            session, topics=[topic], operations=["write"], ttl_seconds=ttl_seconds,
-            reason=reason, approval_id=approval,
+            session,
+            topics=[topic],
+            operations=["write"],
+            ttl_seconds=ttl_seconds,
+            reason=reason,
+            approval_id=approval,
         )
         upload_pending(session)
         with local_tunnel(session, issued) as running:
-            results = _send_all(running.bootstrap, topic, source, key_separator, headers,
-                                partition)
+            results = _send_all(running.bootstrap, topic, source, key_separator, headers, partition)
     finally:
         session.close()
         if file:

@@ -46,12 +46,15 @@ MAX_PAUSE_S = 5.0
 
 @sessions_app.command("ls", epilog=help_epilog())
 def list_sessions(
-    subject: Annotated[str | None, typer.Option("--subject", help="Only this person or bot.")]
-    = None,
-    topic: Annotated[str | None, typer.Option("--topic", help="Only sessions on this topic.")]
-    = None,
+    subject: Annotated[
+        str | None, typer.Option("--subject", help="Only this person or bot.", metavar="USER")
+    ] = None,
+    topic: Annotated[
+        str | None, typer.Option("--topic", help="Only sessions on this topic.", metavar="TOPIC")
+    ] = None,
     since: Annotated[
-        str | None, typer.Option("--since", help="Only sessions since: ISO 8601 or -24h.")
+        str | None,
+        typer.Option("--since", help="Only sessions since: ISO 8601 or -24h.", metavar="TIME"),
     ] = None,
     profile: ProfileOpt = None,
     server: ServerOpt = None,
@@ -88,7 +91,7 @@ def list_sessions(
 
 @sessions_app.command("show", epilog=help_epilog())
 def show(
-    session_id: Annotated[str, typer.Argument(help="The session id.")],
+    session_id: Annotated[str, typer.Argument(help="The session id.", metavar="SESSION_ID")],
     profile: ProfileOpt = None,
     server: ServerOpt = None,
     output: OutputOpt = None,
@@ -136,8 +139,11 @@ def describe_event(event: dict[str, Any]) -> str:
         )
     if kind == "fetched":
         masked = event.get("mask_counts") or {}
-        extra = f", masked {sum(masked.values())} field(s)" if isinstance(masked, dict) and masked \
+        extra = (
+            f", masked {sum(masked.values())} field(s)"
+            if isinstance(masked, dict) and masked
             else ""
+        )
         return head + (
             f"fetched {event.get('record_count', '?')} record(s) from "
             f"{event.get('topic')}[{event.get('partition')}]{extra}"
@@ -154,12 +160,16 @@ def describe_event(event: dict[str, Any]) -> str:
 
 @sessions_app.command("play", epilog=help_epilog())
 def play(
-    session_id: Annotated[str, typer.Argument(help="The session id.")],
+    session_id: Annotated[str, typer.Argument(help="The session id.", metavar="SESSION_ID")],
     speed: Annotated[
-        float, typer.Option("--speed", help="Replay speed: 2 is twice as fast, 0 no waiting.")
+        float,
+        typer.Option(
+            "--speed", help="Replay speed: 2 is twice as fast, 0 no waiting.", metavar="FACTOR"
+        ),
     ] = 1.0,
     skip_idle: Annotated[
-        bool, typer.Option("--skip-idle", help=f"Never pause more than {MAX_PAUSE_S:g}s.")
+        bool,
+        typer.Option("--skip-idle", help=f"Never pause more than {MAX_PAUSE_S:g}s.", metavar=""),
     ] = False,
     profile: ProfileOpt = None,
     server: ServerOpt = None,
@@ -220,8 +230,15 @@ def sync(
         raise typer.Exit(1)
 
 
-def _who(which: str, topic: str, partition: int, offset: int, profile: str | None,
-         server: str | None, output: str | None) -> None:
+def _who(
+    which: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    profile: str | None,
+    server: str | None,
+    output: str | None,
+) -> None:
     fmt = check_output(output)
     if partition < 0 or offset < 0:
         raise UsageProblem("PARTITION and OFFSET must be 0 or more", code="usage")
@@ -233,8 +250,11 @@ def _who(which: str, topic: str, partition: int, offset: int, profile: str | Non
     if fmt == "json":
         print_json(answer)
         return
-    matches = answer.get("matches") or answer.get("results") or ([answer] if answer.get("subject")
-                                                                  else [])
+    matches = (
+        answer.get("matches")
+        or answer.get("results")
+        or ([answer] if answer.get("subject") else [])
+    )
     if not matches:
         stdout.print(f"No recorded session {which} {topic}[{partition}] offset {offset}.")
         return
@@ -253,8 +273,12 @@ TopicArg = Annotated[str, typer.Argument(help="Topic name.")]
 
 @audit_app.command("who-produced", epilog=help_epilog())
 def who_produced(
-    topic: TopicArg, partition: PartitionArg, offset: OffsetArg,
-    profile: ProfileOpt = None, server: ServerOpt = None, output: OutputOpt = None,
+    topic: TopicArg,
+    partition: PartitionArg,
+    offset: OffsetArg,
+    profile: ProfileOpt = None,
+    server: ServerOpt = None,
+    output: OutputOpt = None,
 ) -> None:
     """Which person or bot wrote the record at TOPIC PARTITION OFFSET, in which session."""
     _who("produced", topic, partition, offset, profile, server, output)
@@ -262,8 +286,12 @@ def who_produced(
 
 @audit_app.command("who-consumed", epilog=help_epilog())
 def who_consumed(
-    topic: TopicArg, partition: PartitionArg, offset: OffsetArg,
-    profile: ProfileOpt = None, server: ServerOpt = None, output: OutputOpt = None,
+    topic: TopicArg,
+    partition: PartitionArg,
+    offset: OffsetArg,
+    profile: ProfileOpt = None,
+    server: ServerOpt = None,
+    output: OutputOpt = None,
 ) -> None:
     """Which people or bots read the record at TOPIC PARTITION OFFSET, in which sessions."""
     _who("consumed", topic, partition, offset, profile, server, output)
