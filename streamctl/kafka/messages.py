@@ -393,7 +393,12 @@ def decode_body_prefix(
     reader = _Reader(data, pos, len(data))
     flexible = bool(message_cls.flexible_version_q(version))
     decode = _struct_decoder(message_cls._struct, version, flexible, message_cls[None])
-    return decode(reader), reader.pos
+    obj = decode(reader)
+    # What ApiMessage.__init__ would have set, so kafka-python's own methods work on it too.
+    obj._header = None
+    obj._min_version = None
+    obj._max_version = None
+    return obj, reader.pos
 
 
 def decode_body(

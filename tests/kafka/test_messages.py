@@ -58,6 +58,14 @@ def test_round_trip_matches_kafka_python(
     assert _kafka_python_decode(cls, ours, version) == decoded_from_theirs
 
 
+def test_decoded_messages_work_with_kafka_python_methods() -> None:
+    cls = MESSAGE_CLASSES[ApiKey.HEARTBEAT][0]
+    body = bytes(cls[4](group_id="g", generation_id=3, member_id="m").encode(version=4))
+    decoded = decode_request(ApiKey.HEARTBEAT, 4, body)
+    assert bytes(decoded.encode(version=4)) == body
+    assert decoded.header is None
+
+
 def test_unknown_tagged_fields_survive_a_round_trip() -> None:
     cls = MESSAGE_CLASSES[ApiKey.METADATA][0]
     body = bytes(cls[12](topics=None, allow_auto_topic_creation=False).encode(version=12))
