@@ -77,16 +77,17 @@ def clamp_api_versions(
 ) -> bytes:
     """Rewrite a broker's ApiVersions response frame payload (header v0 + body) to our table.
 
-    Every other field, tagged features included, is kept. An error answer (the broker's own
-    KIP-511 reply, always a v0 body) is returned unchanged.
+    Every other field, tagged features included, is kept. The broker's own KIP-511 reply
+    (UNSUPPORTED_VERSION) is a v0 body whatever the request version, and is clamped as such.
     """
     if len(frame) < 4:
         raise BrokerProtocolError("broker sent an ApiVersions response shorter than its header")
-    if _error_code_of(frame, 4) != error_codes.NONE:
-        return frame
-    message = decode_response(ApiKey.API_VERSIONS, request_version, frame, 4)
+    version = request_version
+    if _error_code_of(frame, 4) == error_codes.UNSUPPORTED_VERSION:
+        version = 0
+    message = decode_response(ApiKey.API_VERSIONS, version, frame, 4)
     clamp_api_versions_message(message, table)
-    return frame[:4] + encode_response(ApiKey.API_VERSIONS, request_version, message)
+    return frame[:4] + encode_response(ApiKey.API_VERSIONS, version, message)
 
 
 def api_versions_unsupported(correlation_id: int) -> bytes:

@@ -63,9 +63,15 @@ def test_clamp_keeps_unknown_tagged_fields_of_the_broker() -> None:
     assert out.endswith(b"\x01\x1f\x02ok")
 
 
-def test_clamp_leaves_error_answers_alone() -> None:
+def test_clamp_reads_the_brokers_kip511_answer_as_v0() -> None:
     frame = api_versions_unsupported(5)
-    assert clamp_api_versions(frame, 4) == frame
+    assert clamp_api_versions(frame, 4) == frame  # key 18 alone is within our table
+    wider = encode_response_header(6, 0) + encode_response(K.API_VERSIONS, 0, message(
+        K.API_VERSIONS, 0, request=False, error_code=error_codes.UNSUPPORTED_VERSION,
+        api_keys=[{"api_key": 18, "min_version": 0, "max_version": 9}]))
+    resp = decode_response(K.API_VERSIONS, 0, clamp_api_versions(wider, 7), 4)
+    assert resp.error_code == error_codes.UNSUPPORTED_VERSION
+    assert [(k.api_key, k.max_version) for k in resp.api_keys] == [(18, SUPPORTED_VERSIONS[18][1])]
 
 
 def test_kip511_answer_for_a_too_new_request() -> None:
