@@ -2,9 +2,9 @@
 
 Issue 9, must-show 5. Records are ~300-byte JSON values.
 
-- Recorder step alone: `TranscriptRecorder.on_produced` on a 1000-record batch (decode,
-  a digest per record, one chained spool line) and `on_fetched` (batch headers only),
-  on this thread's CPU clock: records per second per core.
+- Recorder step alone (run inline, not on its worker thread): `on_produced` on a
+  1000-record batch (decode, a digest per record, one chained spool line) and `on_fetched`
+  (batch headers only), on this thread's CPU clock: records per second per core.
 - End to end (needs the Kafka jars): a one-node harness broker; confluent-kafka produces N
   records and then consumes them through the tunnel, once without an observer and once
   with a `TranscriptRecorder` spooling to a temp dir (clients in a separate process);
@@ -43,7 +43,7 @@ def _recorder_step(options: BenchOptions, result: SectionResult) -> None:
     data = _batch(json_records(RECORDS))
     with tempfile.TemporaryDirectory() as spool:
         recorder = TranscriptRecorder(Path(spool), subject="bench", grant_id="bench",
-                                      background_sync=False)
+                                      background_sync=False, threaded=False)
         produced = best_of(lambda: recorder.on_produced("c1", "t", 0, data, 0, 0),
                            options.repeats)
         fetched = best_of(lambda: recorder.on_fetched("c1", "t", 0, data, 0, {}),
@@ -118,7 +118,7 @@ def _end_to_end(options: BenchOptions, result: SectionResult) -> None:
         result.notes.append(f"end-to-end rows skipped (no Kafka jars; run `make kafka`): {exc}")
         return
     count = 10_000 if options.quick else E2E_RECORDS
-    repeats = 2 if options.quick else 3
+    repeats = 2 if options.quick else 5
     values = json_records(RECORDS)
     topic = "bench-transcripts"
     times: dict[str, list[float]] = {"off": [], "on": []}

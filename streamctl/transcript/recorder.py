@@ -8,6 +8,7 @@ Nothing from a record's content is stored, only digests, offsets, counts and siz
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 import uuid
@@ -61,6 +62,8 @@ class VerdictLike(Protocol):
     def reason(self) -> str: ...
 
 
+#: Callbacks the worker may lag behind before the tunnel waits for it.
+DEFAULT_MAX_QUEUED = 1024
 #: Digests per produced event; a bigger batch is recorded as several events (small uploads).
 MAX_DIGESTS_PER_EVENT = 256
 
@@ -92,7 +95,8 @@ def describe_produced(records: bytes, base_offset: int, error_code: int) -> dict
     except KafkaProtocolError as exc:
         out.update(record_count=None, digests=[], undecodable=str(exc)[:200])
         return out
-    digests = [record_digest(r.key, r.value) for b in batches for r in b.records]
+    digest = record_digest
+    digests = [digest(r[3], r[4]) for b in batches for r in b.records]  # key, value
     out["record_count"] = len(digests)
     out["digests"] = digests
     if error_code == 0 and base_offset >= 0 and digests:
@@ -139,6 +143,8 @@ class TranscriptRecorder:
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         clock: Callable[[], float] = time.time,
         background_sync: bool = True,
+        threaded: bool = True,
+        max_queued: int = DEFAULT_MAX_QUEUED,
     ) -> None:
         self.session_id = session_id or uuid.uuid4().hex
         self.subject = subject
@@ -146,7 +152,8 @@ class TranscriptRecorder:
         self._clock = clock
         self._lock = threading.Lock()
         self._chain = HashChain()
-        self._writer = SpoolWriter(spool_dir, self.session_id, flush_interval=flush_interval)
+        self._writer = SpoolWriter(spool_dir, self.session_id, flush_interval=flush_interval,
+                                   sync_in_append=not background_sync)
         self.path = self._writer.path
         self._sync: PeriodicSync | None = None
         self.sealed = False
@@ -174,11 +181,92 @@ class TranscriptRecorder:
         if background_sync:
             self._sync = PeriodicSync(self._writer, flush_interval)
             self._sync.start()
+        self.worker_errors = 0
+        self._stopped = False
+        self._queue: queue.Queue[tuple[Callable[..., None], tuple[Any, ...]] | None] | None = None
+        self._worker: threading.Thread | None = None
+        if threaded:
+            self._queue = queue.Queue(maxsize=max_queued)
+            self._worker = threading.Thread(target=self._drain, name="transcript", daemon=True)
+            self._worker.start()
 
     # -- SessionObserver -------------------------------------------------------------------
+    # Each callback takes the time and hands its arguments to the worker thread, so digests
+    # and spool writes do not sit in the tunnel's request/response path. The queue is
+    # bounded: a recorder that falls behind slows the tunnel rather than growing memory.
 
     def on_request(self, conn_id: str, summary: SummaryLike, verdict: VerdictLike) -> None:
         """One event per request decided: who asked what, and what the policy answered."""
+        self._submit(self._record_request, self._clock(), conn_id, summary, verdict)
+
+    def on_produced(
+        self,
+        conn_id: str,
+        topic: str,
+        partition: int,
+        records: bytes,
+        base_offset: int,
+        error_code: int,
+    ) -> None:
+        """Produced records as digests with the offsets the broker gave them."""
+        self._submit(self._record_produced, self._clock(), conn_id, topic, partition, records,
+                     base_offset, error_code)
+
+    def on_fetched(
+        self,
+        conn_id: str,
+        topic: str,
+        partition: int,
+        records: bytes,
+        error_code: int,
+        mask_counts: Mapping[str, int],
+    ) -> None:
+        """Fetched offsets and sizes; empty successful fetches (idle polling) are not kept."""
+        if not records and error_code == 0:
+            return
+        self._submit(self._record_fetched, self._clock(), conn_id, topic, partition, records,
+                     error_code, dict(mask_counts))
+
+    def on_close(self, conn_id: str, reason: str) -> None:
+        """A client connection ended."""
+        self._submit(self._record_close, self._clock(), conn_id, reason)
+
+    def _submit(self, handler: Callable[..., None], *args: Any) -> None:
+        if self._queue is None:
+            handler(*args)
+        elif not self._stopped:
+            self._queue.put((handler, args))
+
+    def _drain(self) -> None:
+        assert self._queue is not None
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                handler, args = item
+                handler(*args)
+            except Exception:  # one bad callback must not stop the session's recording
+                self.worker_errors += 1
+            finally:
+                self._queue.task_done()
+
+    def flush(self) -> None:
+        """Wait until every callback so far is in the spool file."""
+        if self._queue is not None and not self._stopped:
+            self._queue.join()
+
+    def _stop_worker(self) -> None:
+        """Let the worker write everything queued so far, then stop it."""
+        self._stopped = True
+        if self._queue is not None and self._worker is not None and self._worker.is_alive():
+            self._queue.put(None)
+            self._worker.join()
+
+    # -- the events ------------------------------------------------------------------------
+
+    def _record_request(self, ts: float, conn_id: str, summary: SummaryLike,
+                        verdict: VerdictLike) -> None:
         topics = list(summary.topics) or [str(t) for t in summary.topic_ids]
         fields: dict[str, Any] = {
             "conn": conn_id,
@@ -201,18 +289,10 @@ class TranscriptRecorder:
             self.counts["requests"] += 1
             if not verdict.allowed:
                 self.counts["refused"] += 1
-            self._emit_locked(EventType.REQUEST, fields)
+            self._emit_locked(EventType.REQUEST, fields, ts)
 
-    def on_produced(
-        self,
-        conn_id: str,
-        topic: str,
-        partition: int,
-        records: bytes,
-        base_offset: int,
-        error_code: int,
-    ) -> None:
-        """Produced records as digests with the offsets the broker gave them."""
+    def _record_produced(self, ts: float, conn_id: str, topic: str, partition: int,
+                         records: bytes, base_offset: int, error_code: int) -> None:
         fields = describe_produced(records, base_offset, error_code)
         fields.update(conn=conn_id, topic=topic, partition=partition, error_code=error_code)
         with self._lock:
@@ -221,20 +301,10 @@ class TranscriptRecorder:
                 self.counts["produced_records"] += fields.get("record_count") or 0
                 self.counts["produced_bytes"] += len(records)
             for part in split_produced(fields):
-                self._emit_locked(EventType.PRODUCED, part)
+                self._emit_locked(EventType.PRODUCED, part, ts)
 
-    def on_fetched(
-        self,
-        conn_id: str,
-        topic: str,
-        partition: int,
-        records: bytes,
-        error_code: int,
-        mask_counts: Mapping[str, int],
-    ) -> None:
-        """Fetched offsets and sizes; empty successful fetches (idle polling) are not kept."""
-        if not records and error_code == 0:
-            return
+    def _record_fetched(self, ts: float, conn_id: str, topic: str, partition: int,
+                        records: bytes, error_code: int, mask_counts: Mapping[str, int]) -> None:
         fields = describe_fetched(records)
         fields.update(conn=conn_id, topic=topic, partition=partition, error_code=error_code)
         if mask_counts:
@@ -243,17 +313,17 @@ class TranscriptRecorder:
             self._see_connection(conn_id)
             self.counts["fetched_records"] += fields["record_count"]
             self.counts["fetched_bytes"] += len(records)
-            self._emit_locked(EventType.FETCHED, fields)
+            self._emit_locked(EventType.FETCHED, fields, ts)
 
-    def on_close(self, conn_id: str, reason: str) -> None:
-        """A client connection ended."""
+    def _record_close(self, ts: float, conn_id: str, reason: str) -> None:
         with self._lock:
-            self._emit_locked(EventType.CLOSE, {"conn": conn_id, "reason": reason})
+            self._emit_locked(EventType.CLOSE, {"conn": conn_id, "reason": reason}, ts)
 
     # -- session lifetime ------------------------------------------------------------------
 
     def seal(self, reason: str) -> None:
         """Write the final event (counts and chain head) and close the spool; idempotent."""
+        self._stop_worker()
         with self._lock:
             if self.sealed:
                 return
@@ -272,6 +342,7 @@ class TranscriptRecorder:
 
     def abandon(self) -> None:
         """Stop recording without sealing (for tests of crash recovery)."""
+        self._stop_worker()
         if self._sync is not None:
             self._sync.stop()
         self._writer.close()
@@ -302,9 +373,10 @@ class TranscriptRecorder:
         with self._lock:
             return self._emit_locked(event_type, fields)
 
-    def _emit_locked(self, event_type: EventType, fields: Mapping[str, Any]) -> Event | None:
+    def _emit_locked(self, event_type: EventType, fields: Mapping[str, Any],
+                     ts: float | None = None) -> Event | None:
         if self.sealed:
             return None  # a late callback after the seal (connection teardown) is not recorded
-        event = self._chain.append(event_type.value, self._clock(), fields)
+        event = self._chain.append(event_type.value, self._clock() if ts is None else ts, fields)
         self._writer.append(event)
         return event

@@ -64,7 +64,13 @@ def spool_path(spool_dir: Path, session_id: str) -> Path:
 
 
 class SpoolWriter:
-    """Appends events of one session to its spool file; thread-safe, fsync at an interval."""
+    """Appends events of one session to its spool file; thread-safe, fsync at an interval.
+
+    Each event is written at once (the kernel has it even if the process dies). fsync runs
+    either inline in `append` once the interval has passed (`sync_in_append`), or from a
+    `PeriodicSync` thread; fsync never holds the append lock, so a slow disk does not stall
+    the tunnel thread that records.
+    """
 
     def __init__(
         self,
@@ -73,12 +79,15 @@ class SpoolWriter:
         *,
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
+        sync_in_append: bool = True,
     ) -> None:
         ensure_spool_dir(spool_dir)
         self.path = spool_path(spool_dir, session_id)
         self.flush_interval = flush_interval
+        self.sync_in_append = sync_in_append
         self._clock = clock
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the fd and counters; held only for writes
+        self._sync_lock = threading.Lock()  # one fsync at a time; close waits for it
         try:
             self._fd: int | None = os.open(
                 self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600
@@ -91,13 +100,12 @@ class SpoolWriter:
             os.close(self._fd)
             self._fd = None
             raise SpoolError(exc.errno, f"transcript spool {self.path} is in use") from exc
-        self._dirty = False
         self._last_sync = clock()
         self.synced_events = 0
         self._written_events = 0
 
     def append(self, event: Event) -> None:
-        """Write one event line now; fsync when the interval has passed."""
+        """Write one event line now; fsync inline when that mode is on and the interval passed."""
         line = canonical_json(event) + b"\n"
         with self._lock:
             fd = self._require_open()
@@ -105,35 +113,42 @@ class SpoolWriter:
             while view:
                 written = os.write(fd, view)
                 view = view[written:]
-            self._dirty = True
             self._written_events += 1
-            if self._clock() - self._last_sync >= self.flush_interval:
-                self._sync_locked(fd)
+        if self.sync_in_append:
+            self.sync_if_due()
 
     def sync_if_due(self) -> bool:
         """fsync when something is unsynced and the interval passed; True when it synced."""
         with self._lock:
-            if self._fd is None or not self._dirty:
-                return False
-            if self._clock() - self._last_sync < self.flush_interval:
-                return False
-            self._sync_locked(self._fd)
-            return True
+            due = (
+                self._fd is not None
+                and self._written_events > self.synced_events
+                and self._clock() - self._last_sync >= self.flush_interval
+            )
+        return self.sync() if due else False
 
-    def sync(self) -> None:
-        """fsync now, whatever the interval says."""
-        with self._lock:
-            if self._fd is not None:
-                self._sync_locked(self._fd)
+    def sync(self) -> bool:
+        """fsync now, whatever the interval says; False when the spool is already closed."""
+        with self._sync_lock:
+            with self._lock:
+                fd, written = self._fd, self._written_events
+            if fd is None:
+                return False
+            os.fsync(fd)
+            with self._lock:
+                self._last_sync = self._clock()
+                self.synced_events = written
+            return True
 
     def close(self) -> None:
         """fsync, unlock and close; idempotent."""
-        with self._lock:
+        with self._sync_lock, self._lock:
             if self._fd is None:
                 return
             fd, self._fd = self._fd, None
             try:
                 os.fsync(fd)
+                self.synced_events = self._written_events
             finally:
                 os.close(fd)
 
@@ -145,12 +160,6 @@ class SpoolWriter:
         if self._fd is None:
             raise SpoolError(f"transcript spool {self.path} is closed")
         return self._fd
-
-    def _sync_locked(self, fd: int) -> None:
-        os.fsync(fd)
-        self._dirty = False
-        self._last_sync = self._clock()
-        self.synced_events = self._written_events
 
 
 class PeriodicSync:

@@ -158,6 +158,7 @@ def test_sigkilled_session_is_recovered_unsealed(tmp_path: Path) -> None:
         for i in range(40):
             rec.on_request("c1", Summary(correlation_id=i), Verdict())
             rec.on_produced("c1", "orders", 0, batch_bytes([(b"k", b"v%d" % i)]), i, 0)
+        rec.flush()  # the worker thread has written every callback so far
         time.sleep(0.2)  # longer than the flush interval: everything so far is fsynced
         print("READY", rec.event_count, flush=True)
         time.sleep(60)
