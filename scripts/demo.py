@@ -58,6 +58,14 @@ ORDERS = [
 ]
 
 
+def _shown_path(path: Path) -> str:
+    """A path as short as it can be shown: relative to the repo when inside it."""
+    try:
+        return str(path.relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
 def say(text: str) -> None:
     print(f"\n{BOLD}{CYAN}== {text}{RESET}", flush=True)
 
@@ -235,7 +243,7 @@ def _start_server(stack: Stack) -> None:
     for cluster in policy["clusters"].values():
         cluster["bootstrap"] = stack.bootstrap
     policy_path.write_text(yaml.safe_dump(policy, sort_keys=False))
-    info(f"streamctl server init {server_dir.relative_to(REPO)}  (users alice=engineer, bob=approver)")
+    info(f"streamctl server init {_shown_path(server_dir)}  (users alice=engineer, bob=approver)")
     stack.server = SupervisedProcess(
         [STREAMCTL, "server", "run", "--config", str(server_dir / "server.yaml")],
         log_path=stack.workdir / "server.log",
