@@ -33,7 +33,7 @@ system-deps:  ## install kcat and PostgreSQL from Debian packages when missing
 	bash scripts/system-deps.sh
 
 lint: venv  ## ruff
-	$(BIN)/ruff check streamctl tests
+	$(BIN)/ruff check streamctl tests scripts bench
 
 typecheck: venv  ## mypy --strict on the package
 	$(BIN)/mypy --strict streamctl

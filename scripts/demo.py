@@ -36,7 +36,14 @@ from tests.harness.processes import SupervisedProcess, free_port  # noqa: E402
 
 STREAMCTL = str(Path(sys.executable).with_name("streamctl"))
 DEMO_DIR = REPO / ".demo"
-BOLD, DIM, GREEN, RED, CYAN, RESET = "\033[1m", "\033[2m", "\033[32m", "\033[31m", "\033[36m", "\033[0m"
+BOLD, DIM, GREEN, RED, CYAN, RESET = (
+    "\033[1m",
+    "\033[2m",
+    "\033[32m",
+    "\033[31m",
+    "\033[36m",
+    "\033[0m",
+)
 if not sys.stdout.isatty() or os.environ.get("NO_COLOR"):
     BOLD = DIM = GREEN = RED = CYAN = RESET = ""
 
@@ -98,8 +105,14 @@ class Person:
         return "\n".join(lines) + "\n"
 
 
-def run(person: Person, args: list[str], *, stdin: str | None = None, expect: int = 0,
-        show: str | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    person: Person,
+    args: list[str],
+    *,
+    stdin: str | None = None,
+    expect: int = 0,
+    show: str | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run one streamctl command as `person`, echoing it first, and check its exit code."""
     shown = show or "streamctl " + shlex.join(args)
     prefix = f"echo {shlex.quote(stdin.strip())} | " if stdin and show is None else ""
@@ -115,9 +128,7 @@ def run(person: Person, args: list[str], *, stdin: str | None = None, expect: in
     for line in (proc.stdout + proc.stderr).rstrip().splitlines():
         print(f"   {line}")
     if proc.returncode != expect:
-        raise DemoError(
-            f"`{shown}` exited {proc.returncode}, expected {expect}"
-        )
+        raise DemoError(f"`{shown}` exited {proc.returncode}, expected {expect}")
     if expect:
         print(f"   {DIM}(exit code {proc.returncode}, as expected){RESET}")
     return proc
@@ -168,8 +179,12 @@ def device_login(person: Person, server_url: str) -> None:
     with httpx.Client(base_url=server_url, timeout=10) as browser:
         page = browser.post(
             "/device",
-            data={"user_code": code, "username": person.name, "password": person.password,
-                  "action": "approve"},
+            data={
+                "user_code": code,
+                "username": person.name,
+                "password": person.password,
+                "action": "approve",
+            },
         )
         if page.status_code != 200:
             proc.kill()
@@ -229,11 +244,23 @@ def _start_server(stack: Stack) -> None:
     url = f"http://127.0.0.1:{port}"
     if not (server_dir / "server.yaml").exists():
         subprocess.run(
-            [STREAMCTL, "server", "init", str(server_dir), "--issuer-url", url, "--port", str(port)],
+            [
+                STREAMCTL,
+                "server",
+                "init",
+                str(server_dir),
+                "--issuer-url",
+                url,
+                "--port",
+                str(port),
+            ],
             check=True,
             capture_output=True,
-            env={**os.environ, "STREAMCTL_ALICE_PASSWORD": passwords["alice"],
-                 "STREAMCTL_BOB_PASSWORD": passwords["bob"]},
+            env={
+                **os.environ,
+                "STREAMCTL_ALICE_PASSWORD": passwords["alice"],
+                "STREAMCTL_BOB_PASSWORD": passwords["bob"],
+            },
         )
     settings = yaml.safe_load((server_dir / "server.yaml").read_text())
     settings.update(issuer_url=url, port=port, device_poll_interval_seconds=1)
@@ -257,7 +284,9 @@ def _start_server(stack: Stack) -> None:
         except httpx.HTTPError:
             pass
         if time.monotonic() > deadline or not stack.server.running:
-            raise DemoError("the access server did not start; see " + str(stack.workdir / "server.log"))
+            raise DemoError(
+                "the access server did not start; see " + str(stack.workdir / "server.log")
+            )
         time.sleep(0.2)
     stack.server_url = url
     info(f"access server at {url}")
@@ -266,8 +295,9 @@ def _start_server(stack: Stack) -> None:
     for person in (stack.alice, stack.bob):
         person.setup(url)
         (stack.workdir / f"{person.name}.env").write_text(person.env_file())
-    (stack.workdir / "state.json").write_text(json.dumps(
-        {"server_url": url, "bootstrap": stack.bootstrap, "passwords": passwords}))
+    (stack.workdir / "state.json").write_text(
+        json.dumps({"server_url": url, "bootstrap": stack.bootstrap, "passwords": passwords})
+    )
     os.chmod(stack.workdir / "state.json", 0o600)
 
 
@@ -315,8 +345,21 @@ def story(stack: Stack) -> None:
     run(alice, ["produce", "payments"], stdin=payment + "\n", expect=3)
 
     say("4. alice asks for a just-in-time approval")
-    proc = run(alice, ["request-approval", "payments", "--write", "--for", "30m",
-                       "--reason", "refund INC-42", "--nowait", "-o", "json"])
+    proc = run(
+        alice,
+        [
+            "request-approval",
+            "payments",
+            "--write",
+            "--for",
+            "30m",
+            "--reason",
+            "refund INC-42",
+            "--nowait",
+            "-o",
+            "json",
+        ],
+    )
     approval_id = json.loads(proc.stdout)["id"]
 
     say("5. bob, an approver, logs in and approves it")
@@ -325,12 +368,17 @@ def story(stack: Stack) -> None:
     run(bob, ["approvals", "approve", approval_id, "--reason", "matches INC-42"])
 
     say("6. alice writes to `payments` under the approval")
-    run(alice, ["produce", "payments", "--approval", approval_id, "-o", "json"], stdin=payment + "\n")
+    run(
+        alice,
+        ["produce", "payments", "--approval", approval_id, "-o", "json"],
+        stdin=payment + "\n",
+    )
 
     say("7. alice tries to delete the immutable `audit-events`")
     info("asking the server for a delete grant is refused outright:")
-    run(alice, ["connect", "audit-events", "--operation", "delete", "--reason", "cleanup"],
-        expect=3)
+    run(
+        alice, ["connect", "audit-events", "--operation", "delete", "--reason", "cleanup"], expect=3
+    )
     info("with a read grant, her admin client's DeleteTopics gets a Kafka error from the tunnel:")
     delete = (
         "import os\n"
@@ -344,16 +392,33 @@ def story(stack: Stack) -> None:
     )
     script = stack.workdir / "delete_topic.py"
     script.write_text(delete)
-    proc = run(alice, ["connect", "audit-events", "--read", "--ttl", "5m", "--reason", "cleanup",
-                       "--exec", f"{sys.executable} {script}"],
-               show="streamctl connect audit-events --read --exec 'python delete_topic.py'")
+    proc = run(
+        alice,
+        [
+            "connect",
+            "audit-events",
+            "--read",
+            "--ttl",
+            "5m",
+            "--reason",
+            "cleanup",
+            "--exec",
+            f"{sys.executable} {script}",
+        ],
+        show="streamctl connect audit-events --read --exec 'python delete_topic.py'",
+    )
     if "DeleteTopics refused" not in proc.stdout + proc.stderr:
         raise DemoError("the delete was not refused")
 
     say("8. Every tunnel session left a hash-chained transcript on the server")
     run(alice, ["sessions", "ls"])
-    listing = subprocess.run([STREAMCTL, "sessions", "ls", "-o", "json"], capture_output=True,
-                             text=True, env={**os.environ, **alice.env}, check=True)
+    listing = subprocess.run(
+        [STREAMCTL, "sessions", "ls", "-o", "json"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **alice.env},
+        check=True,
+    )
     writes = [s for s in json.loads(listing.stdout) if "payments" in s.get("topics", [])]
     if not writes:
         raise DemoError("no transcript names payments")
@@ -364,8 +429,10 @@ def story(stack: Stack) -> None:
     proc = run(alice, ["audit", "who-produced", "payments", "0", "0"])
     if "alice" not in proc.stdout:
         raise DemoError("who-produced did not name alice")
-    say("Done: every grant was short-lived and scoped, every refusal a real Kafka error, "
-        "and the audit trail lives on the access server, not in Kafka.")
+    say(
+        "Done: every grant was short-lived and scoped, every refusal a real Kafka error, "
+        "and the audit trail lives on the access server, not in Kafka."
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -404,9 +471,14 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 1
     (DEMO_DIR / "up").mkdir(parents=True, exist_ok=True)
     (DEMO_DIR / "up" / "ready").unlink(missing_ok=True)
-    log = open(DEMO_DIR / "up.log", "ab")  # noqa: SIM115 - handed to the child
-    child = subprocess.Popen([sys.executable, __file__, "serve"], stdout=log, stderr=log,
-                             stdin=subprocess.DEVNULL, start_new_session=True)
+    log = open(DEMO_DIR / "up.log", "ab")
+    child = subprocess.Popen(
+        [sys.executable, __file__, "serve"],
+        stdout=log,
+        stderr=log,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     pid_file.write_text(str(child.pid))
     deadline = time.monotonic() + 90
     while not (DEMO_DIR / "up" / "ready").exists():
@@ -441,7 +513,9 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="the whole story, then stop everything")
     p_run.add_argument("--bootstrap", help="use this running broker instead of starting one")
@@ -451,7 +525,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("down", help="stop what `up` started")
     sub.add_parser("serve", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    handler: Any = {"run": cmd_run, "up": cmd_up, "down": cmd_down, "serve": cmd_serve}[args.command]
+    handler: Any = {"run": cmd_run, "up": cmd_up, "down": cmd_down, "serve": cmd_serve}[
+        args.command
+    ]
     try:
         return int(handler(args))
     except KeyboardInterrupt:

@@ -13,9 +13,19 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_scripted_demo_tells_the_whole_story(kafka, tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "demo.py"), "run",
-         "--bootstrap", kafka.bootstrap, "--workdir", str(tmp_path / "demo")],
-        capture_output=True, text=True, timeout=400, env={**os.environ, "NO_COLOR": "1"},
+        [
+            sys.executable,
+            str(REPO / "scripts" / "demo.py"),
+            "run",
+            "--bootstrap",
+            kafka.bootstrap,
+            "--workdir",
+            str(tmp_path / "demo"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=400,
+        env={**os.environ, "NO_COLOR": "1"},
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
@@ -34,7 +44,12 @@ def test_scripted_demo_tells_the_whole_story(kafka, tmp_path: Path) -> None:
     assert re.search(r"produced 1 record\(s\) to payments\[0\] at offset 0", out), out
     assert "payments[0]@0 produced by alice" in out
     # each step shows the command a person can repeat
-    for command in ("streamctl login", "streamctl tail orders", "streamctl request-approval",
-                    "streamctl approvals approve", "streamctl sessions play",
-                    "streamctl audit who-produced"):
+    for command in (
+        "streamctl login",
+        "streamctl tail orders",
+        "streamctl request-approval",
+        "streamctl approvals approve",
+        "streamctl sessions play",
+        "streamctl audit who-produced",
+    ):
         assert command in out
