@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 from typing import IO
@@ -102,18 +103,21 @@ class SupervisedProcess:
             _live.discard(self)
 
 
-def stop_all() -> None:
-    """Stop every server this process started (used at exit and on SIGTERM)."""
+def stop_all(grace: float = 10.0) -> None:
+    """Stop every server this process started, all at once (used at exit and on SIGTERM)."""
     with _live_lock:
         processes = list(_live)
     for process in processes:
-        process.stop()
+        process.request_stop()
+    deadline = time.monotonic() + grace
+    for process in processes:
+        process.stop(grace=max(0.0, deadline - time.monotonic()))
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """Stop the servers, then unwind like Ctrl-C so fixtures and finally blocks clean up."""
     stop_all()
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGTERM)
+    raise KeyboardInterrupt
 
 
 atexit.register(stop_all)
