@@ -53,8 +53,11 @@ def compress(codec: int, data: bytes | bytearray | memoryview) -> bytes:
     if codec == Compression.ZSTD:
         return bytes(cramjam.zstd.compress(data))
     if codec == Compression.LZ4:
-        # cramjam writes an LZ4 frame with independent blocks, which Kafka's readers accept.
-        return bytes(cramjam.lz4.compress(data))
+        # Kafka's Java reader refuses linked (dependent) blocks, which cramjam's one-shot
+        # compress() writes; the streaming compressor is told to keep blocks independent.
+        compressor = cramjam.lz4.Compressor(content_checksum=False, block_linked=False)
+        compressor.compress(data)
+        return bytes(compressor.finish())
     if codec == Compression.GZIP:
         return bytes(cramjam.gzip.compress(data))
     if codec == Compression.SNAPPY:

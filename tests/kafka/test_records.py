@@ -299,3 +299,14 @@ def test_changed_records_are_reencoded_and_unchanged_ones_reused(
     assert again.records == expected
     if not decoded.compression:
         assert reused == bytes(encode_batch(decoded, reuse_unchanged=False))
+
+
+def test_lz4_frames_use_independent_blocks_as_kafkas_java_reader_requires() -> None:
+    for data in (b"", b"abc", bytes(range(256)) * 2000):
+        frame = compression.compress(Compression.LZ4, data)
+        assert frame[:4] == b"\x04\x22\x4d\x18"
+        flags = frame[4]
+        assert flags >> 6 == 1  # frame version 01
+        assert flags & 0x20  # block independence
+        assert not flags & 0x03  # reserved bits and dictionary id unset
+        assert compression.decompress(Compression.LZ4, frame) == data

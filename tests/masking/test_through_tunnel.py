@@ -11,6 +11,7 @@ searched for in them after decompression.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import uuid
 from collections.abc import Mapping
@@ -28,6 +29,7 @@ from streamctl.masking.strategies import REDACTED
 from streamctl.policy.grant import MaskingRule
 from streamctl.tunnel.engine import Tunnel, TunnelThread
 from tests.harness.kafka import KafkaCluster
+from tests.harness.tools import KafkaTools
 from tests.masking.grants import SECRET
 from tests.policy.grants import make_grant
 
@@ -128,7 +130,9 @@ def _confluent_read(bootstrap: str, topic: str, group: str, expect: int
     return got
 
 
-def test_masked_consume_through_the_tunnel(kafka: KafkaCluster, unique_topic: str) -> None:
+def test_masked_consume_through_the_tunnel(
+    kafka: KafkaCluster, kafka_tools: KafkaTools, unique_topic: str
+) -> None:
     topic = unique_topic
     kafka.create_topic(topic, partitions=1, replication=1)
     planted: list[str] = []
@@ -171,6 +175,10 @@ def test_masked_consume_through_the_tunnel(kafka: KafkaCluster, unique_topic: st
              "-X", "isolation.level=read_committed", "-f", "%o %T %s\n"],
             capture_output=True, check=True, timeout=60,
         ).stdout
+        java_lines = kafka_tools.console_consumer(
+            bootstrap, topic, expect, {"isolation.level": "read_committed"},
+            formatter_props={"print.offset": "true", "print.timestamp": "true"},
+        )
     assert tunnel.stats.partitions_mask_failed == 0
 
     # same offsets and timestamps as reading directly, for every client
@@ -178,6 +186,11 @@ def test_masked_consume_through_the_tunnel(kafka: KafkaCluster, unique_topic: st
     assert [(o, t) for o, t, _ in kp_seen] == [(o, t) for o, t, _ in direct]
     kcat_lines = [line.split(b" ", 2) for line in kcat.splitlines() if line]
     assert [(int(o), int(t)) for o, t, _ in kcat_lines] == [(o, t) for o, t, _ in direct]
+    java = [(int(re.search(r"Offset:(\d+)", line).group(1)),  # type: ignore[union-attr]
+             int(re.search(r"CreateTime:(\d+)", line).group(1)),  # type: ignore[union-attr]
+             line.rsplit("\t", 1)[-1]) for line in java_lines if "Offset:" in line]
+    assert [(o, t) for o, t, _ in java] == [(o, t) for o, t, _ in direct]
+    assert [v for _, _, v in java] == [v.decode() for _, _, v in masked]
 
     # every rule applied
     for (_, _, before), (_, _, after), (_, _, kp_after) in zip(direct, masked, kp_seen,
@@ -197,7 +210,7 @@ def test_masked_consume_through_the_tunnel(kafka: KafkaCluster, unique_topic: st
     assert observer.counts["records_seen"] >= expect
 
     # no planted secret in any byte the clients were sent (decompressed)
-    sent = bytearray(kcat)
+    sent = bytearray(kcat) + "\n".join(java_lines).encode()
     for records in observer.fetched:
         sent += records
         batches, _ = decode_batches(records)
