@@ -27,7 +27,10 @@ class _SnappyModule:
 
 
 def _lz4_encode(data: Any) -> bytes:
-    return bytes(cramjam.lz4.compress(data))
+    # independent blocks, as Kafka requires (kafka-python's lz4 package does the same)
+    compressor = cramjam.lz4.Compressor(content_checksum=False, block_linked=False)
+    compressor.compress(data)
+    return bytes(compressor.finish())
 
 
 def _lz4_decode(data: Any) -> bytes:
