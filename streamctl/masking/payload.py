@@ -45,8 +45,8 @@ def mask_payload(raw: bytes, plan: TargetPlan, counts: dict[str, int]) -> bytes:
     if not text:
         return raw
     first = text[0]
-    if first in " \t\r\n":
-        first = text.lstrip()[:1]
+    if first in " \t\r\n\ufeff":  # whitespace, or a byte-order mark some parsers accept
+        first = text.lstrip(" \t\r\n\ufeff")[:1]
     if first == "{" or first == "[":
         masked = _mask_json(raw, text, plan, counts)
         if masked is not None:
@@ -71,7 +71,7 @@ def _mask_json(raw: bytes, text: str, plan: TargetPlan, counts: dict[str, int]) 
         document = _fast_loads(raw)
     except orjson.JSONDecodeError:
         try:
-            document = _slow_loads(text)
+            document = _slow_loads(text.lstrip("\ufeff"))
         except (ValueError, RecursionError):
             return None
     changed = bool(detector_rules)  # a hit in the raw text: re-serialise, dropping duplicates

@@ -276,3 +276,10 @@ def test_bad_rules_are_refused_up_front(bad: object, message: str) -> None:
 def test_hash_needs_a_secret() -> None:
     with pytest.raises(MaskingError, match="secret"):
         GrantMasker(grant_with(rule(fields=("a",), strategy="hash")), b"")
+
+
+def test_json_after_a_byte_order_mark_is_still_masked() -> None:
+    masker = GrantMasker(grant_with(rule(fields=("customer.email",))), SECRET)
+    raw = "\ufeff".encode() + json.dumps(ORDER).encode()
+    (batch,), _ = _mask_values(masker, [raw])
+    assert b"jane@example.com" not in (batch.records[0].value or b"")
