@@ -315,37 +315,90 @@ def _encode_simple(field: Any, value: Any, out: bytearray, compact: bool) -> Non
         raise TypeError(f"unsupported field type {field.type_str}")
 
 
-def _encode_field(field: Any, value: Any, out: bytearray, version: int, flexible: bool) -> None:
+_Encoder = Callable[[Any, bytearray], None]
+#: Compiled encoders per (field, version, flexible), like the decoders.
+_ENCODERS: dict[tuple[int, int, bool], _Encoder] = {}
+
+
+def _field_encoder(field: Any, version: int, flexible: bool) -> _Encoder:
     if field.is_array():
-        if value is None:
-            out += b"\x00" if flexible else _I32.pack(-1)
-            return
-        out += write_uvarint(len(value) + 1) if flexible else _I32.pack(len(value))
-        element = field.array_of
         if field.is_struct_array():
-            for item in value:
-                _encode_struct(element, item, out, version, flexible)
+            element = _struct_encoder(field.array_of, version, flexible)
         else:
+            inner_field = field.array_of
+
+            def element(item: Any, out: bytearray) -> None:
+                _encode_simple(inner_field, item, out, flexible)
+
+        def encode_array(value: Any, out: bytearray) -> None:
+            if value is None:
+                out += b"\x00" if flexible else _I32.pack(-1)
+                return
+            out += write_uvarint(len(value) + 1) if flexible else _I32.pack(len(value))
             for item in value:
-                _encode_simple(element, item, out, flexible)
-    elif field.is_struct():
-        if field.nullable_for_version_q(version):
+                element(item, out)
+
+        return encode_array
+    if field.is_struct():
+        inner = _struct_encoder(field, version, flexible)
+        if not field.nullable_for_version_q(version):
+            return inner
+
+        def encode_nullable(value: Any, out: bytearray) -> None:
             if value is None:
                 out += b"\xff"
                 return
             out += b"\x01"
-        _encode_struct(field, value, out, version, flexible)
-    else:
+            inner(value, out)
+
+        return encode_nullable
+
+    def encode_simple(value: Any, out: bytearray) -> None:
         _encode_simple(field, value, out, flexible)
 
+    return encode_simple
 
-def _encode_struct(
-    struct_field: Any, obj: Message, out: bytearray, version: int, flexible: bool
-) -> None:
+
+def _struct_encoder(struct_field: Any, version: int, flexible: bool) -> _Encoder:
+    """Compile an encoder for one struct at one version; runs of fixed fields pack at once."""
+    key = (id(struct_field), version, flexible)
+    cached = _ENCODERS.get(key)
+    if cached is not None:
+        return cached
+    steps: list[tuple[tuple[str, ...], Any, bool]] = []  # (names, how, is a packed run)
+    run: list[Any] = []
+
+    def flush() -> None:
+        if run:
+            fmt = ">" + "".join(_FIXED[f._type].format[1:] for f in run)
+            steps.append((tuple(f.name for f in run), struct.Struct(fmt), True))
+        run.clear()
+
     for field in struct_field.untagged_fields(version):
-        _encode_field(field, getattr(obj, field.name), out, version, flexible)
-    if flexible:
-        _encode_tagged(struct_field, obj, out, version)
+        if not field.is_array() and not field.is_struct() and field._type in _FIXED:
+            run.append(field)
+            continue
+        flush()
+        steps.append(((field.name,), _field_encoder(field, version, flexible), False))
+    flush()
+    tagged = struct_field.tagged_fields(version)._fields if flexible else ()
+
+    def encode(obj: Any, out: bytearray) -> None:
+        for names, how, packed in steps:
+            if packed:
+                out += how.pack(*[getattr(obj, name) for name in names])
+            else:
+                how(getattr(obj, names[0]), out)
+        if flexible:
+            if (not tagged or obj.tags is None) and obj.unknown_tags is None and all(
+                getattr(obj, f.name) == f.default for f in tagged
+            ):
+                out += b"\x00"
+            else:
+                _encode_tagged(struct_field, obj, out, version)
+
+    _ENCODERS[key] = encode
+    return encode
 
 
 def _encode_tagged(struct_field: Any, obj: Message, out: bytearray, version: int) -> None:
@@ -355,7 +408,7 @@ def _encode_tagged(struct_field: Any, obj: Message, out: bytearray, version: int
         value = getattr(obj, field.name)
         if field.name in was_on_wire or value != field.default:
             body = bytearray()
-            _encode_field(field, value, body, version, True)
+            _field_encoder(field, version, True)(value, body)
             present.append((field.tag, bytes(body)))
     unknown: dict[str, bytes] = getattr(obj, "unknown_tags", None) or {}
     for name, raw in unknown.items():
@@ -420,7 +473,7 @@ def encode_body(message_cls: Any, version: int, obj: Message) -> bytes:
     """Encode a message body at a version, keeping tagged fields that were decoded."""
     out = bytearray()
     flexible = bool(message_cls.flexible_version_q(version))
-    _encode_struct(message_cls._struct, obj, out, version, flexible)
+    _struct_encoder(message_cls._struct, version, flexible)(obj, out)
     return bytes(out)
 
 
