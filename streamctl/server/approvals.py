@@ -29,7 +29,6 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    or_,
     select,
 )
 from sqlalchemy.exc import IntegrityError
@@ -435,7 +434,7 @@ def list_approvals(
             stmt = stmt.where(Approval.requester == principal.subject)
         else:
             stmt = stmt.where(Approval.requester != principal.subject).where(
-                or_(Approval.status == "pending")
+                Approval.status == "pending"
             )
         items = [approval_dict(session, r, now) for r in session.scalars(stmt)]
     if scope == "reviewable":

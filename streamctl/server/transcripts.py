@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 from typing import Annotated, Any
 
+import anyio.to_thread
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -430,8 +431,6 @@ def post_session(body: SessionIn, principal: CurrentPrincipal, state: State) -> 
 async def put_events(session_id: str, request: Request, principal: CurrentPrincipal,
                      state: State, from_seq: Annotated[int, Query(ge=0)]) -> JSONResponse:
     """Upload events from `from_seq` on, as JSON lines; sending a chunk again is harmless."""
-    import anyio.to_thread
-
     raw = await request.body()
     return await anyio.to_thread.run_sync(
         store_chunk, state, principal, session_id, from_seq, raw)
