@@ -7,10 +7,13 @@ import os
 import stat
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from typer.testing import CliRunner
 
+from streamctl.cli.app import app
 from streamctl.policy.document import load_policy
 from streamctl.server.config import load_config
 from streamctl.server.device_flow import verify_password
@@ -19,14 +22,30 @@ from streamctl.server.keys import KeyRing
 EXE = str(Path(sys.executable).parent / "streamctl")
 
 
-def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def _script(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The installed console script, as a user runs it."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([EXE, *args], capture_output=True, text=True, env=full_env, timeout=120)
 
 
+@dataclass
+class Outcome:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> Outcome:
+    """The same Typer app in-process (fast), with stdout and stderr kept apart."""
+    result = CliRunner().invoke(app, list(args), env=env)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return Outcome(result.exit_code, result.stdout, result.stderr)
+
+
 def test_init_writes_a_working_private_starter(tmp_path: Path) -> None:
     folder = tmp_path / "srv"
-    out = _run("server", "init", str(folder), env={"STREAMCTL_BOB_PASSWORD": "bob-from-env"})
+    out = _script("server", "init", str(folder), env={"STREAMCTL_BOB_PASSWORD": "bob-from-env"})
     assert out.returncode == 0, out.stderr
     alice_line = next(line for line in out.stdout.splitlines() if line.startswith("dev user alice"))
     alice_password = alice_line.split("password ")[1].split()[0]
