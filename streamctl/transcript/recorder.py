@@ -377,6 +377,14 @@ class TranscriptRecorder:
                      ts: float | None = None) -> Event | None:
         if self.sealed:
             return None  # a late callback after the seal (connection teardown) is not recorded
+        seq, head = self._chain.next_seq, self._chain.head
         event = self._chain.append(event_type.value, self._clock() if ts is None else ts, fields)
-        self._writer.append(event)
+        try:
+            self._writer.append(event)
+        except OSError:
+            # Not in the file (disk full?): undo it, so the chain on disk stays unbroken,
+            # and say in the seal how many events were lost.
+            self._chain.next_seq, self._chain.head = seq, head
+            self.counts["lost_events"] = self.counts.get("lost_events", 0) + 1
+            raise
         return event

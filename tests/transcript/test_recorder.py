@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from .helpers import Summary, Verdict, batch_bytes
 
 def recorder(tmp_path: Path, **kw: object) -> TranscriptRecorder:
     return TranscriptRecorder(
-        tmp_path, subject="alice", grant_id="g-1", session_id="s1", background_sync=False,
+        tmp_path, subject="alice", grant_id="g-1", session_id="s1", background_sync=False, threaded=False,
         **kw,  # type: ignore[arg-type]
     )
 
@@ -113,3 +114,46 @@ def test_no_planted_secret_or_record_value_reaches_the_spool(tmp_path: Path) -> 
     assert spooled.count(b'"type":"produced"') == len(Compression)
     for secret in [*SECRETS, b"hello world", b"user-"]:
         assert secret not in spooled
+
+
+def test_a_failed_spool_write_leaves_the_chain_unbroken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rec = recorder(tmp_path)
+    real_append = rec._writer.append
+    calls = {"n": 0}
+
+    def flaky(event: dict[str, object]) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(28, "No space left on device")
+        real_append(event)
+
+    monkeypatch.setattr(rec._writer, "append", flaky)
+    rec.on_request("c1", Summary(), Verdict())
+    with pytest.raises(OSError):
+        rec.on_request("c1", Summary(correlation_id=2), Verdict())
+    rec.on_request("c1", Summary(correlation_id=3), Verdict())
+    rec.seal("closed")
+    events = read_spool(rec.path)
+    assert verify_chain(events) is None
+    assert [e.get("correlation_id") for e in events if e["type"] == "request"] == [1, 3]
+    assert events[-1]["counts"]["lost_events"] == 1
+
+
+def test_threaded_recorder_keeps_every_callback_in_order(tmp_path: Path) -> None:
+    rec = TranscriptRecorder(tmp_path, subject="alice", grant_id="g-1", max_queued=8)
+    data = batch_bytes([(b"k", b"v")] * 10)
+    for i in range(500):
+        rec.on_request("c1", Summary(correlation_id=i), Verdict())
+        rec.on_produced("c1", "orders", 0, data, i * 10, 0)
+    rec.flush()
+    assert rec.event_count == 1001  # every callback is in the file before seal
+    rec.seal("closed")
+    events = read_spool(rec.path)
+    assert verify_chain(events) is None and rec.worker_errors == 0
+    requests = [e["correlation_id"] for e in events if e["type"] == "request"]
+    assert requests == list(range(500))
+    assert [e["first_offset"] for e in events if e["type"] == "produced"] == [
+        i * 10 for i in range(500)]
+    assert all(a["ts"] <= b["ts"] for a, b in itertools.pairwise(events))
