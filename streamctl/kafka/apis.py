@@ -178,12 +178,6 @@ def api_name(api_key: int) -> str:
     return str(classes[0].name).removesuffix("Request")
 
 
-def schema_max_version(api_key: int) -> int:
-    """Highest version of an API the bundled schemas describe (both directions)."""
-    request_cls, response_cls = MESSAGE_CLASSES[api_key]
-    return min(int(request_cls.max_version), int(response_cls.max_version))
-
-
 def _first_flexible(message_cls: Any) -> int | None:
     flexible = message_cls._flexible_versions
     if flexible is None or flexible[0] < 0:

@@ -46,11 +46,3 @@ class BrokerFrameTooLarge(BrokerProtocolError):
         self.size = size
         self.limit = limit
 
-
-def error_for(peer: str, message: str) -> KafkaProtocolError:
-    """Build the error class matching the peer that sent the bytes ("client" or "broker")."""
-    if peer == "client":
-        return ClientProtocolError(message)
-    if peer == "broker":
-        return BrokerProtocolError(message)
-    return KafkaProtocolError(message)
