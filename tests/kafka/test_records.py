@@ -310,3 +310,14 @@ def test_lz4_frames_use_independent_blocks_as_kafkas_java_reader_requires() -> N
         assert flags & 0x20  # block independence
         assert not flags & 0x03  # reserved bits and dictionary id unset
         assert compression.decompress(Compression.LZ4, frame) == data
+
+
+def test_header_keys_that_are_not_utf8_survive_byte_for_byte() -> None:
+    record = Record(0, 0, 0, None, b"v", (("ok", b"1"),))
+    data = bytearray(encode_batch(RecordBatch(0, 0, 0, 0, 1, 1, -1, -1, -1, [record])))
+    at = data.index(b"ok")
+    data[at : at + 2] = b"\xff\xfe"  # same length, invalid UTF-8
+    fixed = _fix_crc(data)
+    (batch,), _ = decode_batches(fixed)
+    assert batch.records[0].headers[0][0].encode("utf-8", "surrogateescape") == b"\xff\xfe"
+    assert bytes(encode_batch(batch, reuse_unchanged=False)) == fixed
