@@ -13,21 +13,19 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streamctl.cli.common import Session, note, to_epoch
 from streamctl.cli.transcripts import spool_dir
 from streamctl.client.api import AccessClient
 from streamctl.client.errors import ApprovalRequired, ClientError, ServerFailed
 from streamctl.client.grant_verify import verify_grant_token
-from streamctl.client.transcripts import AccessServerTransport
-from streamctl.masking.masker import GrantMasker
 from streamctl.policy.grant import Grant
-from streamctl.transcript.recorder import TranscriptRecorder
-from streamctl.transcript.spool import ensure_spool_dir
-from streamctl.transcript.upload import UploadError, upload_spool
-from streamctl.tunnel.engine import Tunnel, TunnelError, TunnelThread
-from streamctl.tunnel.stats import TunnelStats
+
+if TYPE_CHECKING:  # the tunnel stack (trio, codecs) is imported only by commands that run it
+    from streamctl.transcript.recorder import TranscriptRecorder
+    from streamctl.tunnel.engine import Tunnel, TunnelThread
+    from streamctl.tunnel.stats import TunnelStats
 
 
 @dataclass(frozen=True)
@@ -136,6 +134,9 @@ class RunningTunnel:
 
 def _upload_transcript(session: Session, recorder: TranscriptRecorder) -> None:
     """Upload the sealed transcript now; on failure it stays spooled for `sessions sync`."""
+    from streamctl.client.transcripts import AccessServerTransport
+    from streamctl.transcript.upload import UploadError, upload_spool
+
     try:
         upload_spool(recorder.path, AccessServerTransport(session.client()))
     except (UploadError, OSError, ClientError) as exc:
@@ -160,6 +161,11 @@ def local_tunnel(
     session: Session, issued: IssuedGrant, *, port: int = 0, record: bool = True
 ) -> Iterator[RunningTunnel]:
     """Run the tunnel with masking and a transcript; on exit seal and upload the transcript."""
+    from streamctl.masking.masker import GrantMasker
+    from streamctl.transcript.recorder import TranscriptRecorder
+    from streamctl.transcript.spool import ensure_spool_dir
+    from streamctl.tunnel.engine import Tunnel, TunnelError, TunnelThread
+
     recorder: TranscriptRecorder | None = None
     if record:
         try:
