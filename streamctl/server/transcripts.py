@@ -339,6 +339,9 @@ def _check_event(row: TranscriptSession, event: dict[str, Any]) -> str:
     """What is wrong with an event beyond its chain (type, session identity), or ""."""
     if event.get("type") not in _TYPES:
         return f"unknown event type {event.get('type')!r}"
+    ts = event.get("ts")
+    if not isinstance(ts, int | float) or isinstance(ts, bool):
+        return "ts must be a number"
     if event_hash(event) != event.get("hash"):
         return "hash does not match"
     if event["seq"] == 0:
