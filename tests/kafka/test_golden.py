@@ -23,7 +23,7 @@ from streamctl.kafka.messages import (
     encode_response,
 )
 from streamctl.kafka.refusals import refusal_response
-from streamctl.kafka.rewrite import carries_addresses, rewrite_addresses
+from streamctl.kafka.rewrite import carries_addresses, rewrite_addresses, rewrite_metadata
 from streamctl.kafka.summary import decode_request_frame, summarize
 from streamctl.kafka.versions import SUPPORTED_VERSIONS
 from tests.harness.kafka import KafkaCluster
@@ -140,3 +140,32 @@ def test_refusals_of_real_requests_decode_with_kafka_python(recording: Recording
         version = 0 if e.api_key == K.API_VERSIONS else e.api_version
         decoded = response_cls.decode(payload, version=version, header=True)
         assert decoded.header.correlation_id == summarize(e.frame).correlation_id
+
+
+def test_metadata_filtering_of_real_answers(recording: Recording) -> None:
+    checked = 0
+    for e in _responses(recording):
+        if e.api_key != K.METADATA:
+            continue
+        offset = response_body_offset(e.frame, response_header_version(e.api_key, e.api_version))
+        before = decode_response(K.METADATA, e.api_version, e.frame, offset)
+        names = [t.name for t in before.topics or () if t.name]
+        if not names:
+            continue
+        keep = names[0]
+        for all_topics in (True, False):
+            out = rewrite_metadata(e.frame, e.api_version, is_granted=lambda t, k=keep: t == k,
+                                   all_topics=all_topics)
+            after = decode_response(K.METADATA, e.api_version, out or e.frame, offset)
+            kept = [t for t in after.topics if t.name == keep]
+            assert kept == [t for t in before.topics if t.name == keep]
+            others = [t for t in after.topics if t.name != keep]
+            if all_topics:
+                assert others == []
+            else:
+                assert all(t.error_code == error_codes.TOPIC_AUTHORIZATION_FAILED
+                           and t.partitions == [] for t in others)
+                assert len(after.topics) == len(before.topics)
+            assert after.brokers == before.brokers
+            checked += 1
+    assert checked > 4
