@@ -9,6 +9,7 @@ verification page are counted per client address and throttled (section 5.1).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import secrets
@@ -32,7 +33,12 @@ USER_CODE_LENGTH = 8
 SLOW_DOWN_STEP = 5
 
 _hasher = PasswordHasher()
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash to check unknown users against, made once, on first need."""
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 def _digest(secret: str) -> str:
@@ -65,13 +71,15 @@ def normalize_user_code(text: str) -> str:
 def verify_password(password_hash: str | None, password: str) -> bool:
     """Argon2 check; an unknown user still costs one hash so timing says nothing."""
     try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        matched = _hasher.verify(password_hash or _dummy_hash(), password)
+        return matched and password_hash is not None
     except (VerificationError, InvalidHashError):
         return False
 
 
-def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+def hash_password(password: str, hasher: PasswordHasher | None = None) -> str:
+    """An argon2id hash; its cost parameters travel inside it, so verification follows them."""
+    return (hasher or _hasher).hash(password)
 
 
 def start(state: ServerState, session: Session, client_id: str, scope: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from argon2 import PasswordHasher
 
 from streamctl.server.device_flow import hash_password
 from streamctl.server.keys import KeyRing
@@ -99,6 +100,7 @@ def write_starter(
     port: int = 8600,
     extra: dict[str, object] | None = None,
     policy_text: str = STARTER_POLICY,
+    hasher: PasswordHasher | None = None,
 ) -> StarterResult:
     """Write server.yaml, policy.yaml and keys/ into an empty (or new) folder."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -119,7 +121,9 @@ def write_starter(
         "access_token_ttl_seconds": 900,
         "device_code_ttl_seconds": 600,
         "device_poll_interval_seconds": 5,
-        "users": [{"username": u, "password_hash": hash_password(p)} for u, p in chosen.items()],
+        "users": [
+            {"username": u, "password_hash": hash_password(p, hasher)} for u, p in chosen.items()
+        ],
         "services": [],
         "external_issuers": [],
     }

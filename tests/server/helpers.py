@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from argon2 import PasswordHasher
 
 from streamctl.server.starter import StarterResult, write_starter
 
@@ -22,6 +23,8 @@ REPO = Path(__file__).resolve().parents[2]
 SUPERVISOR = REPO / "tests" / "harness" / "supervisor.py"
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 PASSWORDS = {"alice": "alice-password-1", "bob": "bob-password-2"}
+#: Argon2id with small cost parameters: the same code path, a fraction of the CPU per login.
+CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
 
 def free_port() -> int:
@@ -44,6 +47,7 @@ def make_server_dir(
         passwords=dict(PASSWORDS),
         port=port,
         extra=extra,
+        hasher=CHEAP_HASHER,
     )
 
 

@@ -12,6 +12,7 @@ import pytest
 from streamctl.policy.token import verify_grant_token
 from streamctl.server.device_flow import hash_password
 from tests.server.helpers import (
+    CHEAP_HASHER,
     DEVICE_GRANT,
     PASSWORDS,
     ServerProcess,
@@ -28,9 +29,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     result = make_server_dir(
         folder, f"sqlite:///{folder / 'db.sqlite'}", f"http://127.0.0.1:{port}",
         device_code_ttl_seconds=4, device_poll_interval_seconds=1,
-        services=[{"client_id": "etl-bot", "secret_hash": hash_password("bot-secret"),
+        services=[{"client_id": "etl-bot", "secret_hash": hash_password("bot-secret", CHEAP_HASHER),
                    "roles": ["engineer"]},
-                  {"client_id": "other-bot", "secret_hash": hash_password("other-secret")}],
+                  {"client_id": "other-bot", "secret_hash": hash_password("other-secret", CHEAP_HASHER)}],
     )
     with run_server(result.config_path, port) as proc:
         yield proc
