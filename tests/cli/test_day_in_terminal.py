@@ -8,6 +8,7 @@ and the server's transcripts answer who produced what.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -47,7 +48,8 @@ def topics(kafka: object) -> Iterator[dict[str, str]]:
     for i in range(3):
         order = {"id": i, "customer": {"email": PLANTED_EMAIL, "name": "Jane"},
                  "payment": {"card": PLANTED_CARD}}
-        producer.send(names["orders"], json.dumps(order).encode())
+        producer.send(names["orders"], json.dumps(order).encode(),
+                      key=f"order-{i}".encode(), headers=[("src", b"seed")])
     producer.flush()
     producer.close()
     yield names
@@ -179,3 +181,50 @@ def test_sessions_are_listed_and_replayed(people: dict[str, User],
     assert "session started by alice" in played.out and "session ended" in played.out
     synced = alice.run("sessions", "sync")
     assert synced.code == 0 and "Nothing to upload." in synced.out
+
+
+def test_connect_runs_until_ctrl_c_and_status_lists_the_tunnel(
+    people: dict[str, User], topics: dict[str, str]
+) -> None:
+    alice = people["alice"]
+    orders = topics["orders"]
+    process = subprocess.Popen(
+        [STREAMCTL, "connect", orders, "--read", "--ttl", "10m", "-o", "json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=alice.env(),
+    )
+    try:
+        assert process.stdout is not None
+        info = json.loads(process.stdout.readline())
+        assert info["topics"] == [orders] and info["operations"] == ["read"]
+        status = json.loads(alice.run("status", "-o", "json").out)
+        assert [t["bootstrap"] for t in status["tunnels"]] == [info["bootstrap"]]
+        assert info["grant_id"] in [g["grant_id"] for g in status["active_grants"]]
+        from kafka import KafkaConsumer
+
+        consumer = KafkaConsumer(orders, bootstrap_servers=info["bootstrap"],
+                                 auto_offset_reset="earliest", consumer_timeout_ms=5000)
+        values = [m.value.decode() for m in consumer]
+        consumer.close()
+        assert len(values) == 3 and not any(PLANTED_EMAIL in v for v in values)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err.decode()
+    assert "Tunnel closed." in err.decode()
+    assert alice.run("status", "-o", "json").out.count(info["bootstrap"]) == 0
+
+
+def test_tail_from_time_with_keys_and_headers(people: dict[str, User],
+                                              topics: dict[str, str]) -> None:
+    alice = people["alice"]
+    out = alice.run("tail", topics["orders"], "--from-time", "-1h", "--partition", "0",
+                    "--print-keys", "--print-headers", "--max-messages", "2")
+    assert out.code == 0, out.err
+    lines = out.out.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("0:0 key=order-0 headers=src=seed {")
+    assert PLANTED_EMAIL not in out.out
+    missing = alice.run("tail", topics["orders"], "--partition", "7")
+    assert missing.code == ExitCode.NOT_FOUND and "has no partition 7" in missing.err

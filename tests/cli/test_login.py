@@ -163,3 +163,16 @@ def test_status_lists_identity_and_active_grants(alice_session: User) -> None:
     assert grant_id in [g["grant_id"] for g in info["active_grants"]]
     text = alice_session.run("status")
     assert grant_id in text.out and "active grants:" in text.out
+
+
+def test_grant_revoke_and_listing(alice_session: User) -> None:
+    grant_id = json.loads(alice_session.run("grant", "request", "orders", "--read", "-o",
+                                            "json").out)["grant_id"]
+    revoked = alice_session.run("grant", "revoke", grant_id)
+    assert revoked.code == 0 and f"Grant {grant_id} revoked." in revoked.out
+    status = json.loads(alice_session.run("grant", "status", grant_id, "-o", "json").out)
+    assert status["revoked"] is True and status["active"] is False
+    active = json.loads(alice_session.run("grant", "ls", "-o", "json").out)
+    assert grant_id not in [g["grant_id"] for g in active]
+    everything = alice_session.run("grant", "ls", "--all")
+    assert grant_id in everything.out and "revoked" in everything.out
