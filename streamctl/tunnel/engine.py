@@ -270,6 +270,9 @@ class Tunnel:
                 reason = await connection.run()
             finally:
                 await trio.aclose_forcefully(upstream.stream)
+        except trio.Cancelled:
+            reason = f"tunnel closed: {self.ctx.closing_reason or self.stop_reason or 'stopped'}"
+            raise
         except UpstreamError as exc:
             reason = str(exc)
             self.stats.connection_errors += 1
@@ -280,13 +283,13 @@ class Tunnel:
             log.error("conn %s (%s): %s", conn_id, peer, reason, exc_info=log.isEnabledFor(10))
         finally:
             self.stats.connections_open -= 1
-            await trio.aclose_forcefully(client)
             observer = self.ctx.observer
-            if observer is not None:
+            if observer is not None:  # before any await: it must run even when cancelled
                 try:
                     observer.on_close(conn_id, reason)
                 except Exception as exc:
                     log.error("conn %s: session observer failed on close: %s", conn_id, exc)
+            await trio.aclose_forcefully(client)
 
     async def _open_upstream(self, node_id: int | None) -> Any:
         if node_id is None:

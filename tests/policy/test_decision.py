@@ -15,7 +15,6 @@ from streamctl.kafka.summary import RESOURCE_BROKER, RESOURCE_GROUP, RequestSumm
 from streamctl.policy.decision import Verdict, decide
 from tests.policy.grants import make_grant
 
-NOW = time.time()
 ORDERS_ID = uuid.uuid4()
 
 
@@ -53,8 +52,8 @@ def check(verdict: Verdict, code: int, *words: str) -> None:
 
 def test_read_grant_allows_fetch_and_refuses_produce() -> None:
     grant = make_grant(ops=("read",))
-    assert decide(fetch("orders"), grant, NOW, names).allowed
-    check(decide(produce("orders"), grant, NOW, names), 29, "write", "orders")
+    assert decide(fetch("orders"), grant, time.time(), names).allowed
+    check(decide(produce("orders"), grant, time.time(), names), 29, "write", "orders")
 
 
 @pytest.mark.parametrize(
@@ -63,8 +62,8 @@ def test_read_grant_allows_fetch_and_refuses_produce() -> None:
 )
 def test_read_covers_offsets(api_key: int) -> None:
     s = summary(api_key, OperationKind.READ, topics=("orders",), groups=("g1",), group="g1")
-    assert decide(s, make_grant(ops=("read",)), NOW, names).allowed
-    check(decide(s, make_grant(ops=("write",)), NOW, names), 29)
+    assert decide(s, make_grant(ops=("read",)), time.time(), names).allowed
+    check(decide(s, make_grant(ops=("write",)), time.time(), names), 29)
 
 
 @pytest.mark.parametrize(
@@ -72,20 +71,20 @@ def test_read_covers_offsets(api_key: int) -> None:
 )
 def test_group_membership_is_read(api_key: int) -> None:
     s = summary(api_key, OperationKind.READ, groups=("g1",), group="g1")
-    assert decide(s, make_grant(ops=("read",)), NOW, names).allowed
-    check(decide(s, make_grant(ops=("write",)), NOW, names), 30, "read")
+    assert decide(s, make_grant(ops=("read",)), time.time(), names).allowed
+    check(decide(s, make_grant(ops=("write",)), time.time(), names), 30, "read")
 
 
 def test_group_outside_grant_is_refused_with_30() -> None:
     grant = make_grant(ops=("read",), groups=("team-*",))
     inside = summary(ApiKey.JOIN_GROUP, OperationKind.READ, groups=("team-a",), group="team-a")
     outside = summary(ApiKey.JOIN_GROUP, OperationKind.READ, groups=("other",), group="other")
-    assert decide(inside, grant, NOW, names).allowed
-    check(decide(outside, grant, NOW, names), 30, "other")
+    assert decide(inside, grant, time.time(), names).allowed
+    check(decide(outside, grant, time.time(), names), 30, "other")
     commit = summary(
         ApiKey.OFFSET_COMMIT, OperationKind.READ, topics=("orders",), groups=("other",)
     )
-    check(decide(commit, grant, NOW, names), 30)
+    check(decide(commit, grant, time.time(), names), 30)
 
 
 @pytest.mark.parametrize(
@@ -94,36 +93,36 @@ def test_group_outside_grant_is_refused_with_30() -> None:
 )
 def test_write_covers_transactions(api_key: int) -> None:
     s = summary(api_key, OperationKind.WRITE, transactional_ids=("tx-1",), transactional_id="tx-1")
-    assert decide(s, make_grant(ops=("write",)), NOW, names).allowed
-    check(decide(s, make_grant(ops=("read",)), NOW, names), 53)
+    assert decide(s, make_grant(ops=("write",)), time.time(), names).allowed
+    check(decide(s, make_grant(ops=("read",)), time.time(), names), 53)
 
 
 def test_transactional_id_outside_grant_is_refused() -> None:
     grant = make_grant(ops=("write",), groups=("app-*",))
-    check(decide(produce("orders", txn="evil"), grant, NOW, names), 53, "evil")
-    assert decide(produce("orders", txn="app-1"), grant, NOW, names).allowed
+    check(decide(produce("orders", txn="evil"), grant, time.time(), names), 53, "evil")
+    assert decide(produce("orders", txn="app-1"), grant, time.time(), names).allowed
 
 
 def test_idempotent_producer_init_needs_write() -> None:
     s = summary(ApiKey.INIT_PRODUCER_ID, OperationKind.WRITE)
-    assert decide(s, make_grant(ops=("write",)), NOW, names).allowed
-    check(decide(s, make_grant(ops=("read",)), NOW, names), 31)
+    assert decide(s, make_grant(ops=("write",)), time.time(), names).allowed
+    check(decide(s, make_grant(ops=("read",)), time.time(), names), 31)
 
 
 def test_ungranted_topic_is_refused_with_29() -> None:
     grant = make_grant(topics=("orders", "shop.*"), ops=("read", "write"))
-    assert decide(fetch("shop.carts"), grant, NOW, names).allowed
-    check(decide(fetch("orders", "payroll"), grant, NOW, names), 29, "payroll", "outside")
+    assert decide(fetch("shop.carts"), grant, time.time(), names).allowed
+    check(decide(fetch("orders", "payroll"), grant, time.time(), names), 29, "payroll", "outside")
 
 
 def test_topic_ids_are_resolved_and_unknown_ids_refused() -> None:
     grant = make_grant(ops=("read",))
     by_id = summary(ApiKey.FETCH, OperationKind.READ, topic_ids=(ORDERS_ID,))
-    assert decide(by_id, grant, NOW, names).allowed
+    assert decide(by_id, grant, time.time(), names).allowed
     stranger = summary(ApiKey.FETCH, OperationKind.READ, topic_ids=(uuid.uuid4(),))
-    assert not decide(stranger, grant, NOW, names).allowed
+    assert not decide(stranger, grant, time.time(), names).allowed
     other = make_grant(topics=("payments",), ops=("read",))
-    check(decide(by_id, other, NOW, names), 29, "orders")
+    check(decide(by_id, other, time.time(), names), 29, "orders")
 
 
 def test_immutable_topic_is_never_deleted_altered_or_truncated() -> None:
@@ -139,17 +138,17 @@ def test_immutable_topic_is_never_deleted_altered_or_truncated() -> None:
         (ApiKey.INCREMENTAL_ALTER_CONFIGS, OperationKind.ALTER),
         (ApiKey.CREATE_PARTITIONS, OperationKind.CREATE),
     ]:
-        check(decide(summary(api_key, kind, topics=("audit",)), grant, NOW, names), 44, "immutable")
+        check(decide(summary(api_key, kind, topics=("audit",)), grant, time.time(), names), 44, "immutable")
     # Reading and writing an immutable topic stays allowed.
-    assert decide(fetch("audit"), grant, NOW, names).allowed
-    assert decide(produce("audit"), grant, NOW, names).allowed
+    assert decide(fetch("audit"), grant, time.time(), names).allowed
+    assert decide(produce("audit"), grant, time.time(), names).allowed
 
 
 def test_high_value_write_needs_approval_id() -> None:
     classes = {"pay*": ("high-value",)}
     without = make_grant(topics=("payments",), ops=("read", "write"), classes=classes)
     check(
-        decide(produce("payments"), without, NOW, names),
+        decide(produce("payments"), without, time.time(), names),
         29,
         "streamctl request-approval payments --write",
     )
@@ -157,31 +156,31 @@ def test_high_value_write_needs_approval_id() -> None:
         ApiKey.ADD_PARTITIONS_TO_TXN, OperationKind.WRITE, topics=("payments",),
         transactional_ids=("t",),
     )
-    check(decide(add, without, NOW, names), 29, "approval")
-    assert decide(fetch("payments"), without, NOW, names).allowed
+    check(decide(add, without, time.time(), names), 29, "approval")
+    assert decide(fetch("payments"), without, time.time(), names).allowed
     approved = make_grant(
         topics=("payments",), ops=("write",), classes=classes, approval_id="apr-1"
     )
-    assert decide(produce("payments"), approved, NOW, names).allowed
+    assert decide(produce("payments"), approved, time.time(), names).allowed
 
 
 def test_create_needs_create() -> None:
     s = summary(ApiKey.CREATE_TOPICS, OperationKind.CREATE, topics=("orders",))
-    check(decide(s, make_grant(ops=("read", "write")), NOW, names), 29, "create")
-    assert decide(s, make_grant(ops=("create",)), NOW, names).allowed
+    check(decide(s, make_grant(ops=("read", "write")), time.time(), names), 29, "create")
+    assert decide(s, make_grant(ops=("create",)), time.time(), names).allowed
 
 
 def test_delete_needs_delete() -> None:
     s = summary(ApiKey.DELETE_TOPICS, OperationKind.DELETE, topics=("orders",))
-    check(decide(s, make_grant(ops=("read", "write", "create")), NOW, names), 29, "delete")
-    assert decide(s, make_grant(ops=("delete",)), NOW, names).allowed
+    check(decide(s, make_grant(ops=("read", "write", "create")), time.time(), names), 29, "delete")
+    assert decide(s, make_grant(ops=("delete",)), time.time(), names).allowed
 
 
 def test_describe_is_implied_by_read_but_not_by_create() -> None:
     s = summary(ApiKey.DESCRIBE_CONFIGS, OperationKind.DESCRIBE, topics=("orders",))
-    assert decide(s, make_grant(ops=("read",)), NOW, names).allowed
-    assert decide(s, make_grant(ops=("describe",)), NOW, names).allowed
-    check(decide(s, make_grant(ops=("create",)), NOW, names), 29)
+    assert decide(s, make_grant(ops=("read",)), time.time(), names).allowed
+    assert decide(s, make_grant(ops=("describe",)), time.time(), names).allowed
+    check(decide(s, make_grant(ops=("create",)), time.time(), names), 29)
 
 
 def test_cluster_operations_are_refused_with_31() -> None:
@@ -189,29 +188,29 @@ def test_cluster_operations_are_refused_with_31() -> None:
     broker_cfg = summary(
         ApiKey.INCREMENTAL_ALTER_CONFIGS, OperationKind.ALTER, resources=((RESOURCE_BROKER, "1"),)
     )
-    check(decide(broker_cfg, grant, NOW, names), 31, "cluster")
+    check(decide(broker_cfg, grant, time.time(), names), 31, "cluster")
     describe_broker = summary(
         ApiKey.DESCRIBE_CONFIGS, OperationKind.DESCRIBE, resources=((RESOURCE_BROKER, "1"),)
     )
-    check(decide(describe_broker, grant, NOW, names), 31)
+    check(decide(describe_broker, grant, time.time(), names), 31)
     group_cfg = summary(
         ApiKey.DESCRIBE_CONFIGS, OperationKind.DESCRIBE,
         resources=((RESOURCE_GROUP, "g"),), groups=("g",),
     )
-    assert decide(group_cfg, grant, NOW, names).allowed
+    assert decide(group_cfg, grant, time.time(), names).allowed
     # Some cluster-kind API outside the basics (e.g. a future admin call) is refused.
-    check(decide(summary(999, OperationKind.CLUSTER), grant, NOW, names), 31)
+    check(decide(summary(999, OperationKind.CLUSTER), grant, time.time(), names), 31)
 
 
 def test_cluster_basics_are_allowed() -> None:
     grant = make_grant(ops=("read",))
     for api_key in (ApiKey.API_VERSIONS, ApiKey.METADATA, ApiKey.DESCRIBE_CLUSTER):
-        assert decide(summary(api_key, OperationKind.CLUSTER), grant, NOW, names).allowed
+        assert decide(summary(api_key, OperationKind.CLUSTER), grant, time.time(), names).allowed
 
 
 def test_client_sasl_is_refused_locally() -> None:
     grant = make_grant(ops=("read",))
-    v = decide(summary(ApiKey.SASL_HANDSHAKE, OperationKind.CLUSTER), grant, NOW, names)
+    v = decide(summary(ApiKey.SASL_HANDSHAKE, OperationKind.CLUSTER), grant, time.time(), names)
     check(v, error_codes.UNSUPPORTED_SASL_MECHANISM, "PLAINTEXT")
 
 
@@ -220,11 +219,11 @@ def test_find_coordinator() -> None:
     txn = summary(
         ApiKey.FIND_COORDINATOR, OperationKind.WRITE, transactional_ids=("t",), transactional_id="t"
     )
-    assert decide(group, make_grant(ops=("read",)), NOW, names).allowed
-    check(decide(group, make_grant(ops=("create",)), NOW, names), 30)
-    check(decide(group, make_grant(ops=("read",), groups=("x",)), NOW, names), 30)
-    assert decide(txn, make_grant(ops=("write",)), NOW, names).allowed
-    check(decide(txn, make_grant(ops=("read",)), NOW, names), 53)
+    assert decide(group, make_grant(ops=("read",)), time.time(), names).allowed
+    check(decide(group, make_grant(ops=("create",)), time.time(), names), 30)
+    check(decide(group, make_grant(ops=("read",), groups=("x",)), time.time(), names), 30)
+    assert decide(txn, make_grant(ops=("write",)), time.time(), names).allowed
+    check(decide(txn, make_grant(ops=("read",)), time.time(), names), 53)
 
 
 def test_expired_or_not_yet_valid_grant_refuses_everything_but_api_versions() -> None:

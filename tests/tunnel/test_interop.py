@@ -167,23 +167,19 @@ def test_confluent_kafka_transactions(kafka_cluster: KafkaCluster, topic: str) -
         p = Producer({"bootstrap.servers": t.bootstrap, "transactional.id": "tx-" + topic,
                       "broker.address.family": "v4"})
         p.init_transactions(30)
-        p.begin_transaction()
-        for i in range(50):
-            p.produce(topic, f"committed-{i}".encode())
-        p.commit_transaction(30)
+        # the aborted transaction comes first, so a read_committed reader must skip it
         p.begin_transaction()
         for i in range(50):
             p.produce(topic, f"aborted-{i}".encode())
         p.abort_transaction(30)
+        p.begin_transaction()
+        for i in range(50):
+            p.produce(topic, f"committed-{i}".encode())
+        p.commit_transaction(30)
 
         got = confluent_consume(t.bootstrap, topic, "g-" + topic, 50,
                                 **{"isolation.level": "read_committed"})
         assert sorted(got) == sorted(f"committed-{i}".encode() for i in range(50))
-        # nothing aborted shows up afterwards either
-        more = confluent_consume(t.bootstrap, topic, "g-" + topic, 1,
-                                 **{"isolation.level": "read_committed",
-                                    "session.timeout.ms": 6000})
-        assert not any(v.startswith(b"aborted") for v in more)
         assert t.tunnel.stats.requests_refused == 0
 
 
