@@ -106,13 +106,33 @@ class GrantMasker:
                 continue
             counts[RECORDS_SEEN] += len(batch.records)
             originals = batch.records
-            masked = [mask_record(r, plan, counts) for r in originals]
+            if plan.key or plan.header_names or plan.header_values:
+                masked = [mask_record(r, plan, counts) for r in originals]
+            else:
+                masked = _mask_values_only(originals, plan, counts)
             if any(map(operator.is_not, masked, originals)):
                 batch.records = masked
                 parts.append(encode_batch(batch))
             else:
                 parts.append(records[header.position : header.position + header.size])
         return b"".join(parts)
+
+
+def _mask_values_only(
+    records: list[Record], plan: TopicPlan, counts: dict[str, int]
+) -> list[Record]:
+    """The hot loop when rules touch values only: no per-record call beyond the payload's."""
+    value_plan = plan.value
+    out: list[Record] = []
+    append = out.append
+    for record in records:
+        value = record[4]
+        if value:
+            masked = mask_payload(value, value_plan, counts)
+            if masked is not value:
+                record = _new_record(Record, (*record[:4], masked, record[5]))
+        append(record)
+    return out
 
 
 def mask_record(record: Record, plan: TopicPlan, counts: dict[str, int]) -> Record:

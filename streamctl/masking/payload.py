@@ -64,7 +64,7 @@ def _mask_json(raw: bytes, text: str, plan: TargetPlan, counts: dict[str, int]) 
     detector_rules = [
         r for r in plan.detectors
         if escaped or any(d.spans(text) for d in r.detectors)
-    ]
+    ] if plan.detectors else ()
     if not fields and not detector_rules:
         return raw
     try:
