@@ -83,17 +83,37 @@ def _mask_json(raw: bytes, text: str, plan: TargetPlan, counts: dict[str, int]) 
             node = document
             for key in parents:
                 if type(node) is not dict:
+                    node = None  # the path leads nowhere in this document
                     break
                 node = node.get(key)
             leaf = field.leaf
-            if type(node) is not dict or leaf not in node:
-                continue
-            replacement = field.mask(node[leaf])
-            if replacement is DROP:
-                del node[leaf]
+            if field.spread:  # keys, [*], leaf: every item of the array (or object) reached
+                kind = type(node)
+                if kind is list:
+                    items = node
+                elif kind is dict:
+                    items = list(node.values())
+                else:
+                    continue
+                reached = 0
+                mask = field.mask
+                for item in items:
+                    if type(item) is dict and leaf in item:
+                        replacement = mask(item[leaf])
+                        if replacement is DROP:
+                            del item[leaf]
+                        else:
+                            item[leaf] = replacement
+                        reached += 1
             else:
-                node[leaf] = replacement
-            reached = 1
+                if type(node) is not dict or leaf not in node:
+                    continue
+                replacement = field.mask(node[leaf])
+                if replacement is DROP:
+                    del node[leaf]
+                else:
+                    node[leaf] = replacement
+                reached = 1
         if reached:
             counts[field.name] = counts.get(field.name, 0) + reached
             changed = True

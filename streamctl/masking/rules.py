@@ -18,7 +18,7 @@ from streamctl.masking.detectors import (
     detector_for,
 )
 from streamctl.masking.errors import MaskingError
-from streamctl.masking.paths import FieldPath, compile_path
+from streamctl.masking.paths import WILDCARD, FieldPath, compile_path
 from streamctl.masking.strategies import TextMask, ValueMask, text_mask, value_mask
 from streamctl.policy.grant import MaskingRule
 
@@ -59,19 +59,26 @@ class FieldRule:
     #: parent, and the leaf's key, so the masking loop can walk them inline.
     parents: tuple[str, ...] | None
     leaf: str
+    #: True when the path is keys, one wildcard, then the leaf key (`items[*].card`): the
+    #: parents lead to the array (or object) whose every item holds the leaf.
+    spread: bool = False
 
 
 def field_rule(name: str, path: FieldPath, mask: ValueMask) -> FieldRule:
     """Precompute what the per-record loop needs to skip or walk a path quickly."""
-    keys_only = len(path.literal_keys) == len(path.steps)
-    return FieldRule(
-        name=name,
-        path=path,
-        mask=mask,
-        quoted_key=f'"{path.literal_keys[-1]}"' if path.literal_keys else None,
-        parents=path.literal_keys[:-1] if keys_only else None,
-        leaf=path.literal_keys[-1] if keys_only else "",
+    steps = path.steps
+    keys_only = len(path.literal_keys) == len(steps)
+    spread = (
+        len(steps) >= 2 and steps[-2] is WILDCARD and type(steps[-1]) is str
+        and len(path.literal_keys) == len(steps) - 1
     )
+    quoted = f'"{path.literal_keys[-1]}"' if path.literal_keys else None
+    if keys_only:
+        return FieldRule(name, path, mask, quoted, path.literal_keys[:-1], path.literal_keys[-1])
+    if spread:
+        return FieldRule(name, path, mask, quoted, path.literal_keys[:-1], path.literal_keys[-1],
+                         spread=True)
+    return FieldRule(name, path, mask, quoted, None, "")
 
 
 @dataclass(frozen=True, slots=True)

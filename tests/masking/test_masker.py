@@ -283,3 +283,22 @@ def test_json_after_a_byte_order_mark_is_still_masked() -> None:
     raw = "\ufeff".encode() + json.dumps(ORDER).encode()
     (batch,), _ = _mask_values(masker, [raw])
     assert b"jane@example.com" not in (batch.records[0].value or b"")
+
+
+def test_paths_mask_only_where_they_lead() -> None:
+    masker = GrantMasker(grant_with(
+        rule(name="spread", fields=("a.b[*].c",)),
+        rule(name="keys", fields=("x.y.z",)),
+        rule(name="index", fields=("list[1].v",)),
+    ), SECRET)
+    doc = {"a": [{"c": "not-under-b"}], "x": [{"z": "not-under-y"}],
+           "list": [{"v": "first"}, {"v": "second"}],
+           "other": {"b": [{"c": "other"}]}}
+    (batch,), counts = _mask_values(masker, [json.dumps(doc).encode()])
+    assert _doc(batch) == {**doc, "list": [{"v": "first"}, {"v": REDACTED}]}
+    assert counts["spread"] == counts["keys"] == 0 and counts["index"] == 1
+    doc2 = {"a": {"b": {"k1": {"c": "1"}, "k2": {"c": "2"}, "k3": "scalar"}}}
+    (batch,), counts = _mask_values(masker, [json.dumps(doc2).encode()])
+    assert _doc(batch) == {"a": {"b": {"k1": {"c": REDACTED}, "k2": {"c": REDACTED},
+                                       "k3": "scalar"}}}
+    assert counts["spread"] == 2
