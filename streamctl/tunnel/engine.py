@@ -191,6 +191,11 @@ class Tunnel:
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
 
+    def revoke(self, reason: str) -> None:
+        """The grant was revoked: refuse new requests with the reason, then stop (trio thread)."""
+        if self._nursery is not None:
+            self._nursery.start_soon(self.close_for, reason)
+
     async def close_for(self, reason: str) -> None:
         """Refuse new requests with `reason`, give clients a moment to read it, then stop."""
         self.ctx.closing_reason = reason
@@ -316,6 +321,13 @@ async def _sleep_until(when: float, clock: Callable[[], float]) -> None:
 # ---------------------------------------------------------------------- thread helper
 
 
+def _unwrap(exc: BaseException) -> BaseException:
+    """The one real error inside trio's exception groups, so callers can catch TunnelError."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
 class TunnelThread:
     """A tunnel running in its own thread with its own trio loop; start(), stop(), wait()."""
 
@@ -337,8 +349,8 @@ class TunnelThread:
         try:
             trio.run(runner)
         except BaseException as exc:
-            self.error = exc
-            self._started.put(exc)
+            self.error = _unwrap(exc)
+            self._started.put(self.error)
 
     def start(self, timeout: float = 30.0) -> str:
         """Start the thread; return the bootstrap address once the tunnel listens."""
@@ -357,6 +369,14 @@ class TunnelThread:
             except trio.RunFinishedError:
                 pass
         self._thread.join(timeout)
+
+    def revoke(self, reason: str) -> None:
+        """End the tunnel because the grant was revoked (from any thread, e.g. a status poll)."""
+        if self._thread.is_alive() and self._token is not None:
+            try:
+                trio.from_thread.run_sync(self.tunnel.revoke, reason, trio_token=self._token)
+            except trio.RunFinishedError:
+                pass
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the tunnel ends by itself (expiry); True if it did within the timeout."""
