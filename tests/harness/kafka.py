@@ -27,7 +27,9 @@ from tests.harness.processes import SupervisedProcess, free_port
 
 KAFKA_VERSION = os.environ.get("KAFKA_VERSION", "4.1.1")
 START_TIMEOUT_S = 120.0
-STOP_GRACE_S = 6.0
+STOP_GRACE_S = 4.0
+# Bump when the broker settings that `kafka-storage format` records change.
+STORAGE_FORMAT = "kraft-static-v1"
 JVM_OPTIONS = [
     "-Xms128m",
     "-Xmx512m",
@@ -274,7 +276,7 @@ class KafkaCluster:
         began = time.monotonic()
         for node in self._nodes():
             self._write_config(node)
-        self._format_all()
+        self._prepare_storage()
         for node in self._nodes():
             self._launch(node)
         self._wait_ready(set(self.nodes))
@@ -408,6 +410,29 @@ class KafkaCluster:
         if self.sasl is not None and self.sasl.jwks_url is not None:
             options.append(f"-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls={self.sasl.jwks_url}")
         return options
+
+    def _prepare_storage(self) -> None:
+        """Copy formatted storage from the cache, formatting (slow: a JVM per node) only once.
+
+        The formatted data holds the cluster id, node ids and feature levels, but no ports
+        (the quorum is static, in the config), so one template per cluster size serves every run.
+        """
+        template = kafka_home() / "storage-templates" / f"{STORAGE_FORMAT}-{self.size}-nodes"
+        if not (template / "complete").exists():
+            self._format_all()
+            staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=template.parent.parent))
+            for node in self._nodes():
+                shutil.copytree(node.directory / "data", staging / f"node-{node.node_id}")
+            (staging / "complete").write_text(self.cluster_id)
+            template.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                staging.rename(template)
+            except OSError:  # another run cached it first
+                shutil.rmtree(staging, ignore_errors=True)
+            return
+        self.cluster_id = (template / "complete").read_text().strip()
+        for node in self._nodes():
+            shutil.copytree(template / f"node-{node.node_id}", node.directory / "data")
 
     def _format_all(self) -> None:
         """Run the storage tool for every node in parallel (one JVM each)."""
