@@ -185,3 +185,18 @@ def test_requests_after_expiry_are_refused_with_a_clear_error(kafka, unique_topi
                 producer.send(unique_topic, b"after").get(timeout=10)
         finally:
             producer.close(timeout=2)
+
+
+def test_metadata_cannot_auto_create_topics_without_create(kafka, unique_topic) -> None:
+    with tunnel_for(kafka, topics=(unique_topic,), ops=("write",)) as t:
+        producer = KafkaProducer(bootstrap_servers=t.bootstrap, retries=0, max_block_ms=3000)
+        try:
+            with pytest.raises(Errors.KafkaTimeoutError):
+                producer.send(unique_topic, b"x").get(timeout=10)
+        finally:
+            producer.close(timeout=2)
+    probe = admin(kafka.bootstrap)
+    try:
+        assert unique_topic not in probe.list_topics()  # the broker would have auto-created it
+    finally:
+        probe.close()

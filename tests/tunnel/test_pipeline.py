@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import socket
 import struct
+import threading
+import time
+
+from kafka import KafkaProducer
 
 from streamctl.kafka.apis import ApiKey
 from streamctl.kafka.framing import encode_frame
@@ -89,3 +93,42 @@ def test_too_new_api_versions_gets_the_kip_511_answer(kafka) -> None:
     assert struct.unpack_from(">i", answer)[0] == 5
     assert body.error_code == 35
     assert [k.api_key for k in body.api_keys] == [18]
+
+
+def fetch(topic: str, corr: int) -> bytes:
+    return request_frame(
+        ApiKey.FETCH, 4, corr, replica_id=-1, max_wait_ms=100, min_bytes=1,
+        max_bytes=1 << 20, isolation_level=0,
+        topics=[{"topic": topic, "partitions": [{"partition": 0, "fetch_offset": 0,
+                                                 "partition_max_bytes": 1 << 20}]}],
+    )
+
+
+def test_a_client_that_does_not_read_stops_the_fetches(kafka, unique_topic) -> None:
+    """Backpressure end to end: the tunnel never buffers more than a bounded window."""
+    kafka.create_topic(unique_topic)
+    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap, linger_ms=20,
+                             max_request_size=4 << 20)
+    for _ in range(3 * 1024):
+        producer.send(unique_topic, b"x" * 1024, partition=0)
+    producer.flush(60)
+    producer.close(5)
+    requests = 120  # 120 answers of ~1 MB each if nothing held them back
+    with tunnel_for(kafka, {"max_in_flight": 16}, topics=(unique_topic,), ops=("read",)) as t:
+        with socket.create_connection(split_address(t.bootstrap), timeout=30) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+            sender = threading.Thread(
+                target=lambda: sock.sendall(b"".join(encode_frame(fetch(unique_topic, c))
+                                                     for c in range(requests))),
+                daemon=True,
+            )
+            sender.start()
+            time.sleep(3)
+            stats = t.tunnel.stats
+            # a slow reader holds the tunnel to the window: in-flight cap plus socket buffers
+            assert stats.requests_allowed <= 16 + 2, stats
+            assert stats.bytes_to_clients < 40 * 2**20, stats
+            order = [struct.unpack_from(">i", read_frame(sock))[0] for _ in range(requests)]
+            sender.join(30)
+        assert order == list(range(requests))
+        assert t.tunnel.stats.requests_allowed == requests
