@@ -43,7 +43,7 @@ _streamctl_completion() {
         "policy") words="check explain --help -h" ;;
         "policy check") words="--help -h" ;;
         "policy explain") words="--subject -s --topic -t --op --policy -p --role --output -o --help -h" ;;
-        "produce") words="--file -f --key-separator -K --header -H --partition -P --ttl --reason -r --approval --profile -p --server --output -o --help -h" ;;
+        "produce") words="--file --key-separator -K --header -H --partition -P --ttl --reason -r --approval --profile -p --server --output -o --help -h" ;;
         "request-approval") words="--read --write --reason -r --for --start --reviewers --wait --nowait --profile -p --server --output -o --help -h" ;;
         "server") words="audit-export hash-secret init rotate-key run --help -h" ;;
         "server audit-export") words="--config -c --output -o --since --help -h" ;;

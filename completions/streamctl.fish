@@ -132,7 +132,7 @@ complete -c streamctl -n '__fish_seen_subcommand_from policy; and __fish_seen_su
 complete -c streamctl -n '__fish_seen_subcommand_from policy; and __fish_seen_subcommand_from explain' -l role -d 'Also assume this role (e.g. mapped from an IdP claim).'
 complete -c streamctl -n '__fish_seen_subcommand_from policy; and __fish_seen_subcommand_from explain' -l output -s o -d 'table or json.'
 complete -c streamctl -n '__fish_seen_subcommand_from policy; and __fish_seen_subcommand_from explain' -l help -s h -d 'Show help and exit.'
-complete -c streamctl -n '__fish_seen_subcommand_from produce' -l file -s f -d 'Read records from this file (default: stdin).'
+complete -c streamctl -n '__fish_seen_subcommand_from produce' -l file -d 'Read records from this file (default: stdin).'
 complete -c streamctl -n '__fish_seen_subcommand_from produce' -l key-separator -s K -d 'Split each line into key and value at the first occurrence.'
 complete -c streamctl -n '__fish_seen_subcommand_from produce' -l header -s H -d 'Header KEY=VALUE on every record (repeatable).'
 complete -c streamctl -n '__fish_seen_subcommand_from produce' -l partition -s P -d 'Only this partition.'

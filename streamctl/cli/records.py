@@ -351,7 +351,7 @@ def produce(
     file: Annotated[
         str | None,
         typer.Option(
-            "--file", "-f", help="Read records from this file (default: stdin).", metavar="FILE"
+            "--file", help="Read records from this file (default: stdin).", metavar="FILE"
         ),
     ] = None,
     key_separator: Annotated[

@@ -122,20 +122,11 @@ def stop_server(server: AccessServer) -> None:
 
 
 @pytest.fixture(scope="session")
-def access_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AccessServer]:
-    """One access server (SQLite, built-in issuer, users alice and bob) for the CLI tests."""
-    server = start_server(tmp_path_factory.mktemp("access-server") / "srv")
-    try:
-        yield server
-    finally:
-        stop_server(server)
-
-
-@pytest.fixture(scope="session")
-def kafka_access_server(kafka: object,
-                        tmp_path_factory: pytest.TempPathFactory) -> Iterator[AccessServer]:
-    """An access server whose cluster is the harness broker (for connect, tail, produce)."""
-    server = start_server(tmp_path_factory.mktemp("kafka-access-server") / "srv",
+def access_server(kafka: object,
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[AccessServer]:
+    """One access server (SQLite, built-in issuer, users alice and bob, the harness broker
+    as its cluster) shared by the CLI tests."""
+    server = start_server(tmp_path_factory.mktemp("access-server") / "srv",
                           bootstrap=kafka.bootstrap)  # type: ignore[attr-defined]
     try:
         yield server

@@ -19,22 +19,15 @@ import pytest
 from kafka import KafkaProducer
 
 from streamctl.cli.exit_codes import ExitCode
-from tests.cli.conftest import STREAMCTL, AccessServer, User, device_login
+from tests.cli.conftest import STREAMCTL, User
 
 PLANTED_EMAIL = "jane.doe.planted@example.com"
 PLANTED_CARD = "4111111111111111"
 
 
 @pytest.fixture(scope="module")
-def people(kafka_access_server: AccessServer,
-           tmp_path_factory: pytest.TempPathFactory) -> dict[str, User]:
-    users = {}
-    for name in ("alice", "bob"):
-        user = User(tmp_path_factory.mktemp(f"{name}-kafka-home"))
-        result = device_login(user, kafka_access_server, name)
-        assert result.code == 0, result.err
-        users[name] = user
-    return users
+def people(alice_session: User, bob_session: User) -> dict[str, User]:
+    return {"alice": alice_session, "bob": bob_session}
 
 
 @pytest.fixture(scope="module")
