@@ -335,27 +335,26 @@ class ClientConnection:
         return self.ctx.brokers.topic_name_of(topic_id) if topic_id is not None else None
 
     def _fetch_response(self, summary: RequestSummary, frame: bytes) -> bytes | None:
-        """Mask and record fetched partitions when hooks ask for it; else only NodeEndpoints."""
+        """Mask and record fetched partitions when hooks are set; else only NodeEndpoints.
+
+        Which topics need masking is read from the response, never from the request: with
+        fetch sessions (KIP-227) an incremental Fetch names no topics yet returns their data.
+        """
         masker, observer = self.ctx.masker, self.ctx.observer
-        names = list(summary.topics) + [
-            n for n in map(self.ctx.brokers.topic_name_of, summary.topic_ids) if n
-        ]
-        must_mask = masker is not None and (
-            len(names) < len(summary.topics) + len(summary.topic_ids)
-            or any(_needs_masking(masker, n) for n in names)
-        )
-        if not must_mask and observer is None:
+        if masker is None and observer is None:
             return rewrite_node_endpoints(ApiKey.FETCH, frame, summary.api_version,
                                           self.ctx.brokers.address_of)
         version = summary.api_version
         offset = response_body_offset(frame, response_header_version(ApiKey.FETCH, version))
         body = decode_response(ApiKey.FETCH, version, frame, offset)
+        changed = False
         for topic in body.responses or ():
             name = self._topic_name(getattr(topic, "topic", None), getattr(topic, "topic_id", None))
             for part in topic.partitions or ():
                 counts: Mapping[str, int] = {}
                 if masker is not None and part.records:
-                    counts = self._mask_partition(masker, name, part)
+                    counts, masked = self._mask_partition(masker, name, part)
+                    changed = changed or masked
                 if observer is not None:
                     observer.on_fetched(
                         self.conn_id, name or str(topic.topic_id), part.partition_index,
@@ -365,21 +364,27 @@ class ClientConnection:
             endpoint.host, endpoint.port = self.ctx.brokers.address_of(
                 endpoint.node_id, endpoint.host, endpoint.port
             )
+            changed = True
+        if not changed:
+            return None
         return frame[:offset] + encode_response(ApiKey.FETCH, version, body)
 
     def _mask_partition(
         self, masker: RecordMasker, name: str | None, part: Any
-    ) -> Mapping[str, int]:
-        """Mask one partition's records in place; on any failure, an error and no records."""
+    ) -> tuple[Mapping[str, int], bool]:
+        """Mask one partition's records in place; on any failure, an error and no records.
+
+        Returns the mask counts and whether the partition changed.
+        """
         try:
             if name is None:
                 raise LookupError("the topic id is not known, so its masking rules are not")
             if not masker.needs_masking(name):
-                return {}
+                return {}, False
             outcome = masker.mask(name, part.partition_index, bytes(part.records))
             part.records = bytes(outcome.records)
             self.ctx.stats.partitions_masked += 1
-            return outcome.counts
+            return outcome.counts, True
         except Exception as exc:  # fail closed: never the unmasked bytes
             log.warning(
                 "conn %s: masking failed for %s[%s], sending an error instead of records: %s",
@@ -390,7 +395,7 @@ class ClientConnection:
             part.records = b""
             part.aborted_transactions = None
             self.ctx.stats.partitions_mask_failed += 1
-            return {}
+            return {}, True
 
     def _produce_response(self, entry: _Forwarded, frame: bytes) -> bytes | None:
         version = entry.summary.api_version
@@ -446,13 +451,6 @@ class ClientConnection:
             return decode_response(api_key, version, frame, offset)
 
         return roundtrip
-
-
-def _needs_masking(masker: RecordMasker, topic: str) -> bool:
-    try:
-        return masker.needs_masking(topic)
-    except Exception:
-        return True  # when in doubt, take the masking path, which fails closed
 
 
 def _refusal_code(summary: RequestSummary) -> int:

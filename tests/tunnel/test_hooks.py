@@ -157,3 +157,44 @@ def test_masker_and_observer_see_what_they_should(kafka, unique_topic) -> None:
         assert broken_seen and all(r == b"" and err == MASKING_FAILED_ERROR
                                    for r, err in broken_seen)
         assert len(recorder.closed) == t.tunnel.stats.connections_total
+
+
+def session_fetch(sock: socket.socket, topic: str | None, session_id: int, epoch: int) -> object:
+    """A Fetch v7 on a fetch session (KIP-227): full when it names the topic, else incremental."""
+    topics = [] if topic is None else [
+        {"topic": topic, "partitions": [{"partition": 0, "fetch_offset": 0,
+                                         "log_start_offset": -1,
+                                         "partition_max_bytes": 1 << 20}]}
+    ]
+    frame = request_frame(
+        ApiKey.FETCH, 7, 9, replica_id=-1, max_wait_ms=200, min_bytes=1, max_bytes=1 << 20,
+        isolation_level=0, session_id=session_id, session_epoch=epoch, topics=topics,
+        forgotten_topics_data=[],
+    )
+    sock.sendall(encode_frame(frame))
+    answer = read_frame(sock)
+    assert b"card " not in answer  # never the raw value, whatever the request named
+    return decode_response(ApiKey.FETCH, 7, answer, response_body_offset(answer, 0))
+
+
+def test_incremental_fetch_sessions_are_masked_too(kafka, unique_topic) -> None:
+    """An incremental Fetch names no topic but returns data: masking follows the response."""
+    kafka.create_topic(unique_topic)
+    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap)
+    producer.send(unique_topic, b"card " + SECRET, partition=0).get(timeout=30)
+    producer.close(5)
+    masker = UpperMasker(unique_topic, "none")
+    grant = make_grant(topics=(unique_topic,), ops=("read",), bootstrap=kafka.bootstrap)
+    with TunnelThread(Tunnel(grant, None, masker=masker)) as t:
+        assert t.bootstrap is not None
+        address = split_address(t.bootstrap)
+        with socket.create_connection(address, timeout=20) as first:
+            full = session_fetch(first, unique_topic, 0, 0)
+            session = full.session_id
+            assert session != 0
+            with socket.create_connection(address, timeout=20) as second:
+                for epoch, sock in ((1, first), (2, second)):  # same and another connection
+                    body = session_fetch(sock, None, session, epoch)
+                    parts = [p for r in body.responses for p in r.partitions]
+                    assert parts and all(b"CARD" in p.records for p in parts if p.records)
+        assert masker.calls >= 3
