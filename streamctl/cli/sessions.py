@@ -117,36 +117,49 @@ def show(
         stdout.print(escape(describe_event(event)))
 
 
+def _api_label(event: dict[str, Any]) -> str:
+    from streamctl.kafka.apis import api_name
+
+    key = event.get("api_key")
+    if isinstance(key, int):
+        return f"{api_name(key)} v{event.get('api_version', '?')}"
+    return "request"
+
+
+def _offsets(event: dict[str, Any]) -> str:
+    first, last = event.get("first_offset"), event.get("last_offset")
+    if first is None:
+        return ""
+    return f" offset {first}" if first == last else f" offsets {first}-{last}"
+
+
 def describe_event(event: dict[str, Any]) -> str:
     """One readable line per transcript event: when, which connection, what happened."""
     kind = str(event.get("type", "?"))
-    conn = event.get("conn_id") or event.get("connection") or ""
+    conn = str(event.get("conn") or "")
     when = format_when(event.get("ts"))
-    head = f"{when} #{event.get('seq', '?')} {conn + ' ' if conn else ''}"
+    head = f"{when} #{event.get('seq', '?')} " + (f"[{conn}] " if conn else "")
     if kind == "request":
         verdict = "allowed" if event.get("allowed") else "REFUSED"
         topics = ",".join(map(str, event.get("topics") or []))
-        reason = event.get("reason")
-        api = event.get("api_name") or f"api {event.get('api_key')} v{event.get('api_version')}"
-        text = f"{api} {event.get('operation') or event.get('kind') or ''} {topics} {verdict}"
-        if not event.get("allowed") and reason:
-            text += f": {reason}"
+        text = f"{_api_label(event)} {event.get('operation', '')} {topics} {verdict}".replace(
+            "  ", " "
+        )
+        if not event.get("allowed") and event.get("reason"):
+            text += f": {event.get('reason')}"
         return head + text
     if kind == "produced":
         return head + (
             f"produced {event.get('record_count', '?')} record(s) to "
-            f"{event.get('topic')}[{event.get('partition')}] at offset {event.get('first_offset')}"
+            f"{event.get('topic')}[{event.get('partition')}]{_offsets(event)}"
         )
     if kind == "fetched":
         masked = event.get("mask_counts") or {}
-        extra = (
-            f", masked {sum(masked.values())} field(s)"
-            if isinstance(masked, dict) and masked
-            else ""
-        )
+        fields = sum(v for k, v in masked.items() if k != "records_seen") if masked else 0
+        extra = f", {fields} field(s) masked" if fields else ""
         return head + (
             f"fetched {event.get('record_count', '?')} record(s) from "
-            f"{event.get('topic')}[{event.get('partition')}]{extra}"
+            f"{event.get('topic')}[{event.get('partition')}]{_offsets(event)}{extra}"
         )
     if kind == "session_start":
         who, grant = event.get("subject"), event.get("grant_id")
@@ -156,6 +169,10 @@ def describe_event(event: dict[str, Any]) -> str:
     if kind == "close":
         return head + f"connection closed ({event.get('reason', '')})"
     return head + kind
+
+
+#: Colours that tell connections apart in `play`.
+_CONNECTION_STYLES = ("cyan", "magenta", "green", "blue", "yellow")
 
 
 @sessions_app.command("play", epilog=help_epilog())
@@ -186,6 +203,7 @@ def play(
         note(f"Session {session_id} has no events.")
         return
     previous: float | None = None
+    styles: dict[str, str] = {}
     for event in sorted(events, key=lambda e: int(e.get("seq", 0))):
         ts = to_epoch(event.get("ts"))
         if previous is not None and ts is not None and speed > 0:
@@ -196,8 +214,12 @@ def play(
                 time.sleep(pause)
         previous = ts if ts is not None else previous
         line = escape(describe_event(event))
+        conn = str(event.get("conn") or "")
+        if conn:
+            style = styles.setdefault(conn, _CONNECTION_STYLES[len(styles) % 5])
+            line = f"[{style}]{line}[/{style}]"
         if event.get("type") == "request" and not event.get("allowed"):
-            line = f"[red]{line}[/red]"
+            line = f"[bold red]{line}[/bold red]"
         stdout.print(line)
         sys.stdout.flush()
 

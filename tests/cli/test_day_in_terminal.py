@@ -138,20 +138,31 @@ def test_tail_masks_pii_and_connect_exec_runs_a_client(
     assert raw.code == 0 and raw.out.count("\n") == 1 and PLANTED_EMAIL not in raw.out
 
     client = (
-        "import os, json; from kafka import KafkaConsumer;"
+        "import os; from kafka import KafkaConsumer, KafkaProducer;"
         "c = KafkaConsumer(bootstrap_servers=os.environ['KAFKA_BOOTSTRAP_SERVERS'],"
         " auto_offset_reset='earliest', consumer_timeout_ms=5000);"
         f"c.subscribe(['{orders}']);"
-        "vals = [m.value.decode() for m in c];"
-        "print(os.environ['STREAMCTL_BOOTSTRAP'], len(vals),"
-        f" any('{PLANTED_EMAIL}' in v for v in vals))"
-    )
-    ran = alice.run("connect", orders, "--read", "--exec",
+        "vals = [m.value.decode() for m in c]; c.close();"
+        "p = KafkaProducer(bootstrap_servers=os.environ['STREAMCTL_BOOTSTRAP'], retries=0);"
+        "f = p.send('ORDERS', b'x');\n"
+        "try:\n f.get(timeout=30); w = 'written'\n"
+        "except Exception as e:\n w = type(e).__name__\n"
+        f"print(os.environ['STREAMCTL_BOOTSTRAP'], len(vals), any('{PLANTED_EMAIL}' in v for v in vals), w)"
+    ).replace("ORDERS", orders)
+    ran = alice.run("connect", orders, "--read", "-o", "json", "--exec",
                     f"{sys.executable} -c \"{client}\"")
     assert ran.code == 0, ran.err
-    bootstrap, count, leaked = ran.out.split()[-3:]
-    assert bootstrap.startswith("127.0.0.1:") and count == "3" and leaked == "False"
-    assert ran.out.splitlines()[0] == bootstrap  # connect printed the bootstrap first
+    info = json.loads(ran.out.splitlines()[0])  # connect printed where to connect first
+    bootstrap, count, leaked, write = ran.out.splitlines()[-1].split()
+    assert bootstrap == info["bootstrap"] and bootstrap.startswith("127.0.0.1:")
+    assert count == "3" and leaked == "False"
+    assert write == "TopicAuthorizationFailedError"  # the tunnel refused the write in-protocol
+    # The session's transcript was uploaded on exit and replays the refusal with its reason.
+    played = alice.run("sessions", "play", info["session_id"], "--speed", "0")
+    assert played.code == 0, played.err
+    refusals = [line for line in played.out.splitlines() if "REFUSED" in line]
+    assert refusals and "Produce" in refusals[0] and orders in refusals[0]
+    assert any("fetched 3 record(s)" in line for line in played.out.splitlines())
 
     refused = alice.run("connect", orders, "--write")
     assert refused.code == ExitCode.NOT_AUTHORIZED
