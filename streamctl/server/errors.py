@@ -94,9 +94,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(
-            exc.status_code, "http_error"
-        )
+        code = {
+            400: "bad_request",
+            404: "not_found",
+            405: "method_not_allowed",
+            413: "body_too_large",
+        }.get(exc.status_code, "http_error")
         return error_response(
             exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {})
         )
@@ -105,6 +108,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error", exc_info=exc)
         return error_response(500, "internal_error", "the server failed; see its log")
+
+
+#: A refused body is read and thrown away up to this many times the limit, so a normal client
+#: (which sends its whole request before reading) gets the 413 instead of a reset connection.
+DRAIN_FACTOR = 16
 
 
 class BodySizeLimit:
@@ -130,6 +138,17 @@ class BodySizeLimit:
         )
         await send({"type": "http.response.body", "body": body})
 
+    async def _drain(self, receive: Receive) -> None:
+        """Discard the rest of a refused body (up to a budget) so the client reads our answer."""
+        budget = DRAIN_FACTOR * self.max_bytes
+        while budget > 0:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            budget -= len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -141,32 +160,36 @@ class BodySizeLimit:
                 except ValueError:
                     declared = self.max_bytes + 1
                 if declared > self.max_bytes:
+                    if declared <= DRAIN_FACTOR * self.max_bytes:
+                        await self._drain(receive)
                     await self._refuse(send)
                     return
-        seen = 0
-        started = False
-
-        async def limited_receive() -> Message:
-            nonlocal seen
+        # Read the body first (at most max_bytes are ever held), then replay it to the app:
+        # a streamed body over the limit is refused before any endpoint sees a byte of it.
+        body = bytearray()
+        first: Message | None = None
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _TooLarge()
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
-            if not started:
+            if message["type"] != "http.request":
+                first = message  # the client went away; let the app see it
+                break
+            body += message.get("body", b"")
+            if len(body) > self.max_bytes:
+                if message.get("more_body", False):
+                    await self._drain(receive)
                 await self._refuse(send)
+                return
+            if not message.get("more_body", False):
+                break
+        replayed = False
 
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                if first is not None:
+                    return first
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()
 
-class _TooLarge(Exception):
-    """Raised inside the app's receive when a streamed body passes the limit."""
+        await self.app(scope, replay, send)

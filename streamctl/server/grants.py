@@ -124,7 +124,7 @@ def decide(
         for op in body.operations:
             exp = policy.explain(principal.subject, topic, op.value, principal.roles)
             if not exp.allowed:
-                hint = None if "immutable" in exp.reason else "streamctl whoami  # your roles"
+                hint = None if "immutable" in exp.reason else "streamctl whoami"
                 raise _refuse(state, principal, "not_allowed", exp.reason, hint, body)
             if exp.needs_approval:
                 needs_topics.add(topic)

@@ -114,6 +114,7 @@ def test_bad_bodies_get_4xx_with_a_clear_message(api: ApiServer) -> None:
     post = api.client.post
     cases = [
         (b"{not json", 400, "not valid JSON"),
+        (b"\xff\xfe\x00{", 400, "not valid JSON"),
         (b"[1, 2]", 422, "must be a JSON object"),
         (b'"text"', 422, "must be a JSON object"),
         (json.dumps({"topics": "orders", "operations": ["read"]}).encode(), 422, "topics"),
@@ -142,6 +143,11 @@ def test_bad_bodies_get_4xx_with_a_clear_message(api: ApiServer) -> None:
     r = post("/oauth/device_authorization", data={"client_id": "someone-else"})
     assert r.status_code == 401 and r.json()["error"] == "invalid_client"
     r = post("/device", data={"user_code": "X"})
+    assert r.status_code == 400 and "Enter the code" in r.text
+    r = post("/device", data={"user_code": "BCDF-GHJK", "username": "alice", "password": "p" * 5000})
+    assert r.status_code == 400 and "Wrong username or password" in r.text
+    r = post("/oauth/token", content=b"grant_type=%ZZ%%&&==",
+             headers={"content-type": "application/x-www-form-urlencoded"})
     assert r.status_code == 400
     assert api.client.get("/v1/nothing-here").json()["error"] == "not_found"
 

@@ -121,3 +121,17 @@ def test_client_credentials_for_a_service(server: ServerProcess) -> None:
                               headers={"Authorization": f"Bearer {other}"})
         assert refused.status_code == 403 and "holds no role" in refused.json()["message"]
     assert "bot-secret" not in proc.log()
+
+
+def test_streamed_oversized_body_is_refused(server: ServerProcess) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"reason": "'
+        for _ in range(100):
+            yield b"x" * 1024
+        yield b'"}'
+
+    with httpx.Client(base_url=server.url) as client:
+        r = client.post("/v1/grants", content=chunks(), headers={"content-type": "application/json"})
+        assert "content-length" not in r.request.headers  # sent chunked: the limit counts bytes
+        assert r.status_code == 413 and r.json()["error"] == "body_too_large"
+        assert client.get("/healthz").status_code == 200
