@@ -73,6 +73,7 @@ class KeyRing:
     def __init__(self, folder: Path, keep_seconds: float) -> None:
         self.folder = folder
         self.keep_seconds = keep_seconds
+        self._parsed: dict[str, SigningPrivateKey] = {}  # a kid's key never changes
 
     def _index(self) -> list[KeyEntry]:
         try:
@@ -92,10 +93,14 @@ class KeyRing:
         os.replace(tmp, self.folder / INDEX)
 
     def _load_private(self, entry: KeyEntry) -> SigningPrivateKey:
+        cached = self._parsed.get(entry.kid)
+        if cached is not None:
+            return cached
         pem = (self.folder / f"{entry.kid}.pem").read_bytes()
         key = serialization.load_pem_private_key(pem, password=None)
         if not isinstance(key, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey):
             raise KeyRingError(f"{entry.kid}.pem: not an EC P-256 or Ed25519 key")
+        self._parsed[entry.kid] = key
         return key
 
     def create(self, alg: str) -> KeyEntry:
