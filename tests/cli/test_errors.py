@@ -148,10 +148,11 @@ def test_profiles_and_env_overrides(access_server: AccessServer, new_user: objec
 
 def test_denied_approval_exits_7_with_the_reason(alice_session: User, bob_session: User) -> None:
     asked = alice_session.run("request-approval", "payments", "--write", "--reason", "hotfix",
-                              "--nowait", "-o", "json")
+                              "--start", "+10m", "--reviewers", "bob", "--nowait", "-o", "json")
     assert asked.code == 0, asked.err
     approval = json.loads(asked.out)
-    assert approval["status"] == "pending"
+    assert approval["status"] == "pending" and approval["reviewers"] == ["bob"]
+    assert approval["window_start"] > approval["created_at"]
     missing_reason = bob_session.run("approvals", "deny", approval["id"])
     assert missing_reason.code == ExitCode.USAGE
     denied = bob_session.run("approvals", "deny", approval["id"], "--reason", "use staging")

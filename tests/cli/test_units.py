@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from datetime import UTC, datetime
@@ -102,3 +103,27 @@ def test_every_exit_code_is_documented() -> None:
     assert exit_code_for(errors.ApprovalRequired("x")) == ExitCode.NOT_AUTHORIZED
     assert exit_code_for(errors.GrantInvalid("x")) == ExitCode.DENIED_OR_EXPIRED
     assert exit_code_for(errors.Conflict("x")) == ExitCode.ERROR
+
+
+def test_a_grant_signed_by_an_unknown_key_is_refused() -> None:
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from streamctl.client.grant_verify import verify_grant_token
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = int(time.time())
+    claims = {"iss": "https://issuer", "aud": "kafka-local", "sub": "alice", "jti": "g1",
+              "iat": now, "nbf": now, "exp": now + 600, "streamctl": {}}
+    token = jwt.encode(claims, key, algorithm="ES256", headers={"kid": "rogue"})
+    other = ec.generate_private_key(ec.SECP256R1())
+    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(other.public_key()))
+    jwks = {"keys": [{**jwk, "kid": "real", "alg": "ES256", "use": "sig"}]}
+    with pytest.raises(errors.GrantInvalid) as caught:
+        verify_grant_token(token, jwks, issuer="https://issuer", audience="kafka-local")
+    assert "unknown key id 'rogue'" in caught.value.message
+    assert exit_code_for(caught.value) == ExitCode.DENIED_OR_EXPIRED
+    # Same kid, wrong key: the signature check fails.
+    jwks["keys"][0]["kid"] = "rogue"
+    with pytest.raises(errors.GrantInvalid, match="bad signature"):
+        verify_grant_token(token, jwks, issuer="https://issuer", audience="kafka-local")
