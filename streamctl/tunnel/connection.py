@@ -19,14 +19,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import trio
 
 from streamctl.kafka import error_codes
 from streamctl.kafka.apis import MESSAGE_CLASSES, ApiKey, api_name
 from streamctl.kafka.errors import BrokerProtocolError, ClientProtocolError, KafkaProtocolError
-from streamctl.kafka.framing import FrameBuffer, encode_frame
 from streamctl.kafka.headers import (
     RequestHeader,
     correlation_id_of_response,
@@ -54,16 +53,13 @@ from streamctl.kafka.versions import (
 from streamctl.policy.decision import Verdict, decide
 from streamctl.policy.grant import Grant
 from streamctl.tunnel.brokers import BrokerMap
+from streamctl.tunnel.frames import FrameReader, UnfinishedFrame, write_frame
 from streamctl.tunnel.hooks import MASKING_FAILED_ERROR, RecordMasker, SessionObserver
 from streamctl.tunnel.sasl import SaslMechanism
 from streamctl.tunnel.stats import TunnelStats
 from streamctl.tunnel.upstream import TUNNEL_CLIENT_ID, Upstream, sasl_exchange_via
 
 log = logging.getLogger("streamctl.tunnel")
-
-#: Bytes asked of a socket per read; large reads keep the per-byte Python overhead low.
-RECEIVE_SIZE = 256 * 1024
-
 
 @dataclass
 class TunnelContext:
@@ -172,22 +168,21 @@ class ClientConnection:
     # ------------------------------------------------------------------ client -> broker
 
     async def _pump_requests(self, pending: trio.MemorySendChannel[_Pending]) -> None:
-        frames = FrameBuffer(self.ctx.max_frame_size, peer="client")
+        frames = FrameReader(self.client, self.ctx.max_frame_size, peer="client")
         async with pending:
             while True:
-                data = await self.client.receive_some(RECEIVE_SIZE)
-                if not data:
-                    if frames.buffered():
-                        raise ConnectionClosed(
-                            f"client disconnected in the middle of a request "
-                            f"({frames.buffered()} bytes of an unfinished frame)",
-                            warn=True,
-                        )
+                try:
+                    frame = await frames.next_payload()
+                except UnfinishedFrame as exc:
+                    raise ConnectionClosed(
+                        f"client disconnected in the middle of a request ({exc.received} bytes "
+                        "of an unfinished frame)",
+                        warn=True,
+                    ) from None
+                if frame is None:
                     raise ConnectionClosed("client closed the connection")
-                self.ctx.stats.bytes_from_clients += len(data)
-                frames.feed(cast(bytes, data))
-                while (frame := frames.next_frame()) is not None:
-                    await self._request(frame, pending)
+                self.ctx.stats.bytes_from_clients += 4 + len(frame)
+                await self._request(frame, pending)
 
     async def _request(self, frame: bytes, pending: trio.MemorySendChannel[_Pending]) -> None:
         header = parse_request_header(frame)
@@ -225,7 +220,7 @@ class ClientConnection:
         async with self._send_lock:
             if summary.expects_response:
                 await pending.send(_Forwarded(summary, keep))
-            await self.upstream.stream.send_all(encode_frame(frame))
+            await write_frame(self.upstream.stream, frame)
 
     def _decide(self, summary: RequestSummary) -> Verdict:
         closing = self.ctx.closing_reason
@@ -272,7 +267,7 @@ class ClientConnection:
     # ------------------------------------------------------------------ broker -> client
 
     async def _pump_responses(self, pending: trio.MemoryReceiveChannel[_Pending]) -> None:
-        frames = FrameBuffer(self.ctx.max_frame_size, peer="broker")
+        frames = FrameReader(self.upstream.stream, self.ctx.max_frame_size, peer="broker")
         async with pending:
             async for entry in pending:
                 if isinstance(entry, _Local):
@@ -295,16 +290,16 @@ class ClientConnection:
                 await self._to_client(self._response(entry, frame))
 
     async def _to_client(self, payload: bytes) -> None:
-        data = encode_frame(payload)
-        self.ctx.stats.bytes_to_clients += len(data)
-        await self.client.send_all(data)
+        self.ctx.stats.bytes_to_clients += await write_frame(self.client, payload)
 
-    async def _broker_frame(self, frames: FrameBuffer) -> bytes:
-        while (frame := frames.next_frame()) is None:
-            data = await self.upstream.stream.receive_some(RECEIVE_SIZE)
-            if not data:
-                raise ConnectionClosed("broker closed the connection", warn=True)
-            frames.feed(cast(bytes, data))
+    async def _broker_frame(self, frames: FrameReader) -> bytes:
+        try:
+            frame = await frames.next_payload()
+        except UnfinishedFrame as exc:
+            raise ConnectionClosed(f"broker closed the connection mid-response ({exc})",
+                                   warn=True) from None
+        if frame is None:
+            raise ConnectionClosed("broker closed the connection", warn=True)
         return frame
 
     def _response(self, entry: _Forwarded, frame: bytes) -> bytes:
@@ -443,9 +438,8 @@ class ClientConnection:
             reply_send, reply_receive = trio.open_memory_channel[bytes](1)
             await pending.send(_Internal(api_key, version, corr, reply_send))
             header = encode_request_header(api_key, version, corr, TUNNEL_CLIENT_ID)
-            await self.upstream.stream.send_all(
-                encode_frame(header + encode_request(api_key, version, message))
-            )
+            await write_frame(self.upstream.stream, header + encode_request(api_key, version,
+                                                                             message))
             frame = await reply_receive.receive()
             offset = response_body_offset(frame, response_header_version(api_key, version))
             return decode_response(api_key, version, frame, offset)

@@ -1,0 +1,122 @@
+"""Reading whole Kafka frames from a trio stream, and writing them, with as few copies as possible.
+
+The protocol core's `FrameBuffer` is the reference for framing (and for the diagnosis of
+absurd sizes, which this module reuses). On the tunnel's hot path a frame is often a 1 MB
+Fetch or Produce, so here the chunks a socket read returns are kept as they are and joined
+once into the frame, instead of being appended to and sliced out of a growing buffer; a
+large frame is written as its 4-byte size followed by the payload, without concatenating.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import trio
+
+from streamctl.kafka.errors import BrokerProtocolError, ClientProtocolError
+from streamctl.kafka.framing import FrameBuffer
+
+_SIZE = struct.Struct(">i")
+#: Below this size a frame is written in one piece (a copy is cheaper than a second syscall).
+_SPLIT_WRITE_ABOVE = 64 * 1024
+#: Bytes asked of a socket per read when no frame size tells how many are coming.
+READ_SIZE = 256 * 1024
+
+
+class UnfinishedFrame(Exception):
+    """The stream ended in the middle of a frame."""
+
+    def __init__(self, received: int) -> None:
+        super().__init__(f"the stream ended after {received} bytes of an unfinished frame")
+        self.received = received
+
+
+class FrameReader:
+    """Hands out the payloads of the frames arriving on one stream, in order."""
+
+    def __init__(self, stream: trio.abc.Stream, max_frame_size: int, peer: str) -> None:
+        self._stream = stream
+        self._max = max_frame_size
+        self._peer = peer
+        self._chunk: bytes = b""  # bytes read but not yet handed out start at self._pos
+        self._pos = 0
+
+    async def _more(self, at_least: int) -> bytes:
+        return bytes(await self._stream.receive_some(max(READ_SIZE, at_least)))
+
+    async def next_payload(self) -> bytes | None:
+        """The next frame's payload (without its size); None when the stream ended cleanly.
+
+        Raises the protocol core's diagnosed error for an absurd size, UnfinishedFrame when the
+        stream ends inside a frame.
+        """
+        head = await self._take_head()
+        if head is None:
+            return None
+        (size,) = _SIZE.unpack(head)
+        if not 0 < size <= self._max:
+            # The protocol core says in plain words what such a size means (TLS, HTTP...).
+            FrameBuffer(self._max, peer=self._peer).feed(
+                head + self._chunk[self._pos : self._pos + 4]
+            )
+            error = ClientProtocolError if self._peer == "client" else BrokerProtocolError
+            raise error(f"{self._peer} sent a frame of {size} bytes")
+        return await self._take_payload(size)
+
+    async def _take_head(self) -> bytes | None:
+        available = len(self._chunk) - self._pos
+        if available >= 4:
+            head = self._chunk[self._pos : self._pos + 4]
+            self._pos += 4
+            return head
+        pieces = [self._chunk[self._pos :]]
+        got = available
+        while got < 4:
+            data = await self._more(4 - got)
+            if not data:
+                if got:
+                    raise UnfinishedFrame(got)
+                return None
+            pieces.append(data)
+            got += len(data)
+        joined = b"".join(pieces)
+        self._chunk, self._pos = joined, 4
+        return joined[:4]
+
+    async def _take_payload(self, size: int) -> bytes:
+        available = len(self._chunk) - self._pos
+        if available >= size:
+            start = self._pos
+            self._pos += size
+            if start == 0 and size == len(self._chunk):
+                return self._chunk
+            return self._chunk[start : start + size]
+        view = memoryview(self._chunk)
+        pieces: list[bytes | memoryview] = [view[self._pos :]]
+        got = available
+        last = b""
+        while got < size:
+            data = await self._more(size - got)
+            if not data:
+                raise UnfinishedFrame(4 + got)
+            last = data
+            pieces.append(data)
+            got += len(data)
+        extra = got - size
+        if extra:
+            pieces[-1] = memoryview(last)[: len(last) - extra]
+            self._chunk, self._pos = last, len(last) - extra
+        else:
+            self._chunk, self._pos = b"", 0
+        return b"".join(pieces)
+
+
+async def write_frame(stream: trio.abc.Stream, payload: bytes) -> int:
+    """Write one frame (size + payload); returns the bytes written."""
+    head = _SIZE.pack(len(payload))
+    if len(payload) <= _SPLIT_WRITE_ABOVE:
+        await stream.send_all(head + payload)
+    else:
+        await stream.send_all(head)
+        await stream.send_all(payload)
+    return 4 + len(payload)
