@@ -216,12 +216,20 @@ def client_credentials(
     state: ServerState, session: Session, client_id: str, secret: str, scope: str
 ) -> dict[str, Any]:
     """The client_credentials grant for service identities (no refresh token)."""
+    now = state.now()
+    key = f"client:{client_id[:100]}"
+    if _throttled(state, session, key, now):
+        raise oauth_error(
+            "too_many_attempts", "too many failed attempts for this client; wait a while", 429
+        )
     service = state.config.service(client_id)
     ok = verify_password(service.secret_hash if service else None, secret)
     if service is None or not ok:
+        _count_failure(state, session, key, now)
         state.recorder.record(
             session, kind="login", subject=client_id, outcome="refused", detail={"via": "client"}
         )
+        session.commit()
         raise oauth_error("invalid_client", "unknown client or wrong secret", 401)
     state.recorder.record(
         session, kind="login", subject=client_id, outcome="issued", detail={"via": "client"}

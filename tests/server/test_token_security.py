@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -15,9 +16,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from streamctl.kafka.operations import OperationKind
 from streamctl.policy.grant import ClusterSettings, Grant
 from streamctl.policy.token import TokenError, verify_grant_token, verify_jwt
+from streamctl.server.device_flow import hash_password
 from streamctl.server.keys import public_jwk
-from tests.server.conftest import ApiServer
-from tests.server.helpers import bearer
+from tests.server.conftest import ApiServer, open_api
+from tests.server.helpers import CHEAP_HASHER, bearer
 
 ISS, AUD = "https://access.example", "kafka-prod"
 
@@ -163,3 +165,14 @@ def test_the_api_refuses_forged_access_tokens(sqlite_api: ApiServer) -> None:
     grant = api.grant(bearer(real), topics=["orders"], operations=["read"]).json()["token"]
     refused(grant, "not an access token")
     assert api.client.get("/v1/whoami", headers={"Authorization": "Basic abc"}).status_code == 401
+
+
+def test_client_secret_guessing_is_throttled(tmp_path: Path) -> None:
+    services = [{"client_id": "etl-bot", "secret_hash": hash_password("right", CHEAP_HASHER)}]
+    for api in open_api(tmp_path / "srv", f"sqlite:///{tmp_path / 's.db'}", services=services):
+        form = {"grant_type": "client_credentials", "client_id": "etl-bot"}
+        for i in range(api.config.user_code_failures_per_window):
+            wrong = api.client.post("/oauth/token", data={**form, "client_secret": f"guess-{i}"})
+            assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_client"
+        blocked = api.client.post("/oauth/token", data={**form, "client_secret": "right"})
+        assert blocked.status_code == 429 and "too many failed attempts" in blocked.json()["message"]
