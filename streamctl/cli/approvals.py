@@ -71,9 +71,16 @@ def wait_for_decision(client: AccessClient, approval: dict[str, Any]) -> dict[st
 
     def rounds(update: Any) -> dict[str, Any]:
         current = approval
-        while current.get("status") == "pending":
-            update(current)
-            current = client.wait_approval(approval_id, WAIT_ROUND_S)
+        try:
+            while current.get("status") == "pending":
+                update(current)
+                current = client.wait_approval(approval_id, WAIT_ROUND_S)
+        except KeyboardInterrupt:
+            note(
+                f"Stopped waiting; {approval_id} stays pending. "
+                f"Resume with: streamctl approvals show {approval_id} --wait"
+            )
+            raise
         return current
 
     if not sys.stderr.isatty():
