@@ -42,11 +42,13 @@ def _start_run(tmp_path: Path) -> tuple[subprocess.Popen[str], psutil.Process]:
     assert run.stdout is not None
     supervisor = psutil.Process(int(run.stdout.readline()))
     deadline = time.monotonic() + 30
-    while not supervisor.children() and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        # Right after fork the child is still a copy of the supervisor; wait for the exec.
+        children = [c for c in supervisor.children() if c.name() == "sleep"]
+        if children:
+            return run, children[0]
         time.sleep(0.05)
-    (server,) = supervisor.children()
-    assert server.name() == "sleep"
-    return run, server
+    raise AssertionError(f"no server under the supervisor: {supervisor.children()}")
 
 
 def _gone(process: psutil.Process, within: float = 30.0) -> bool:

@@ -52,7 +52,8 @@ def main() -> int:
     args = parser.parse_args()
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     stop_signal = signal.Signals[f"SIG{args.stop_signal}"]
-    _die_with_parent()
+    # No death signal for the supervisor itself: the kernel ties it to the *thread* that forked
+    # us, and a test may start a server from a short-lived thread. Polling getppid() instead.
 
     stopping = False
 
