@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -146,3 +147,23 @@ def test_failing_test_shows_the_broker_log(tmp_path: Path) -> None:
     assert result.stdout.count("kafka broker log (tail)") == 1
     assert "planted broker log line" in result.stdout
     assert "server.log ---" in result.stdout
+
+
+def test_server_started_from_a_thread_outlives_the_thread(tmp_path: Path) -> None:
+    from tests.harness.processes import SupervisedProcess
+
+    started: list[SupervisedProcess] = []
+    thread = threading.Thread(
+        target=lambda: started.append(
+            SupervisedProcess(["sleep", "300"], log_path=tmp_path / "server.log")
+        )
+    )
+    thread.start()
+    thread.join()
+    (server,) = started
+    try:
+        time.sleep(1.0)  # a thread-bound death signal would have fired by now
+        assert server.running
+    finally:
+        server.stop()
+    assert not server.running
