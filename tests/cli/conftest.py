@@ -92,8 +92,15 @@ def start_server(folder: Path, bootstrap: str | None = None,
             {"topics": ["payments.*"], "operations": ["read", "write", "describe"]}
         )
     policy_path.write_text(yaml.safe_dump(policy))
+    return run_server(folder, url, env)
+
+
+def run_server(folder: Path, url: str, env: dict[str, str] | None = None) -> AccessServer:
+    """Start (or restart) the server of an initialised folder and wait until it answers."""
+    env = env or {**os.environ}
+    config_path = folder / "server.yaml"
     log = folder / "server.log"
-    with open(log, "wb") as out:
+    with open(log, "ab") as out:
         process = subprocess.Popen(
             [STREAMCTL, "server", "run", "--config", str(config_path)],
             stdout=out, stderr=subprocess.STDOUT, cwd=folder, env=env,
