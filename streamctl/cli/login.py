@@ -31,6 +31,7 @@ from streamctl.cli.common import (
 from streamctl.cli.exit_codes import UsageProblem
 from streamctl.cli.local_tunnels import running_tunnels
 from streamctl.client import device_flow, oidc
+from streamctl.client.credentials import StoredLogin
 from streamctl.client.profiles import save_config
 from streamctl.client.token_store import MemoryStore
 from streamctl.client.tokens import TokenSet
@@ -182,8 +183,6 @@ def login(
         session.opened.store.save(session.profile, tokens)
         memory = MemoryStore()
         memory.save(session.profile, tokens)
-        from streamctl.client.credentials import StoredLogin
-
         client = session.anonymous().with_credentials(
             StoredLogin(session.profile, memory, session.anonymous().http, session.lock_path)
         )

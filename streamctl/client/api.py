@@ -8,9 +8,11 @@ message and its hint (the next command to run).
 from __future__ import annotations
 
 import functools
+import json as _json
 import ssl
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -304,8 +306,6 @@ class AccessClient:
         if not text:
             return []
         try:
-            import json as _json
-
             if text.startswith("["):
                 parsed = _json.loads(text)
             elif text.startswith("{") and "\n" not in text:
@@ -328,6 +328,4 @@ class AccessClient:
 
 def _seg(value: str) -> str:
     """A URL path segment: ids are opaque to us, so escape everything unusual."""
-    from urllib.parse import quote
-
     return quote(value, safe="")
