@@ -273,6 +273,9 @@ class ClientConnection:
                 if isinstance(entry, _Local):
                     await self._to_client(entry.payload)
                     continue
+                if isinstance(entry, _Forwarded) and self._relays(entry.summary):
+                    await self._relay(frames, entry.summary.correlation_id)
+                    continue
                 frame = await self._broker_frame(frames)
                 expected = (
                     entry.correlation_id
@@ -288,6 +291,39 @@ class ClientConnection:
                     await entry.reply.send(frame)
                     continue
                 await self._to_client(self._response(entry, frame))
+
+    def _relays(self, summary: RequestSummary) -> bool:
+        """Whether the answer needs no look at all, so it can be relayed as it arrives.
+
+        Only Fetch below v16 (no NodeEndpoints) and only when no masker or observer needs its
+        records: then a 1 MB answer streams through instead of being held whole.
+        """
+        return (
+            summary.api_key == ApiKey.FETCH
+            and summary.api_version < 16
+            and self.ctx.masker is None
+            and self.ctx.observer is None
+        )
+
+    async def _relay(self, frames: FrameReader, correlation_id: int) -> None:
+        try:
+            size = await frames.next_size()
+            if size is None:
+                raise ConnectionClosed("broker closed the connection", warn=True)
+            if size < 4:
+                raise BrokerProtocolError(f"broker sent a {size}-byte response frame")
+            head = await frames.take(4)
+            got = correlation_id_of_response(head)
+            if got != correlation_id:
+                raise BrokerProtocolError(
+                    f"broker answered correlation id {got} where {correlation_id} was due"
+                )
+            await self.client.send_all(size.to_bytes(4, "big") + head)
+            await frames.relay(size - 4, self.client)
+        except UnfinishedFrame as exc:
+            raise ConnectionClosed(f"broker closed the connection mid-response ({exc})",
+                                   warn=True) from None
+        self.ctx.stats.bytes_to_clients += 4 + size
 
     async def _to_client(self, payload: bytes) -> None:
         self.ctx.stats.bytes_to_clients += await write_frame(self.client, payload)

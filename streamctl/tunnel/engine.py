@@ -58,6 +58,19 @@ REMOTE_BIND_WARNING = (
 )
 
 
+def _relaying_versions(versions: Mapping[int, tuple[int, int]]) -> dict[int, tuple[int, int]]:
+    """Without hooks, Fetch answers are relayed as they arrive: offer Fetch below v16 only.
+
+    Fetch v16+ answers may end with KIP-951 NodeEndpoints (broker addresses), which can only
+    be rewritten once the whole answer is in; clients without them learn a new leader from
+    Metadata, as they did before KIP-951.
+    """
+    table = dict(versions)
+    low, high = table[ApiKey.FETCH]
+    table[ApiKey.FETCH] = (low, min(high, 15))
+    return table
+
+
 class TunnelError(Exception):
     """The tunnel cannot start (bad bind address, expired grant...); the message says why."""
 
@@ -122,7 +135,11 @@ class Tunnel:
         self.ctx = TunnelContext(
             grant=grant,
             brokers=self.brokers,
-            versions=TUNNEL_VERSIONS,
+            versions=(
+                TUNNEL_VERSIONS
+                if masker is not None or observer is not None
+                else _relaying_versions(TUNNEL_VERSIONS)
+            ),
             stats=self.stats,
             masker=masker,
             observer=observer,

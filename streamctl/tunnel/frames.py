@@ -44,6 +44,50 @@ class FrameReader:
     async def _more(self, at_least: int) -> bytes:
         return bytes(await self._stream.receive_some(max(READ_SIZE, at_least)))
 
+    async def next_size(self) -> int | None:
+        """Read only the next frame's size (for relaying it); None when the stream ended."""
+        head = await self._take_head()
+        if head is None:
+            return None
+        (size,) = _SIZE.unpack(head)
+        self._check(size, head)
+        return int(size)
+
+    async def take(self, count: int) -> bytes:
+        """The next `count` bytes of the current frame (e.g. a response's correlation id)."""
+        return await self._take_payload(count)
+
+    async def relay(self, count: int, sink: trio.abc.SendStream) -> None:
+        """Forward the next `count` bytes to `sink` as they arrive, without holding them."""
+        available = len(self._chunk) - self._pos
+        if available >= count:
+            await sink.send_all(memoryview(self._chunk)[self._pos : self._pos + count])
+            self._pos += count
+            return
+        if available:
+            await sink.send_all(memoryview(self._chunk)[self._pos :])
+        left = count - available
+        self._chunk, self._pos = b"", 0
+        while left > 0:
+            data = await self._more(left)
+            if not data:
+                raise UnfinishedFrame(count - left)
+            if len(data) > left:
+                await sink.send_all(memoryview(data)[:left])
+                self._chunk, self._pos = data, left
+                return
+            await sink.send_all(data)
+            left -= len(data)
+
+    def _check(self, size: int, head: bytes) -> None:
+        if not 0 < size <= self._max:
+            # The protocol core says in plain words what such a size means (TLS, HTTP...).
+            FrameBuffer(self._max, peer=self._peer).feed(
+                head + self._chunk[self._pos : self._pos + 4]
+            )
+            error = ClientProtocolError if self._peer == "client" else BrokerProtocolError
+            raise error(f"{self._peer} sent a frame of {size} bytes")
+
     async def next_payload(self) -> bytes | None:
         """The next frame's payload (without its size); None when the stream ended cleanly.
 
@@ -54,13 +98,7 @@ class FrameReader:
         if head is None:
             return None
         (size,) = _SIZE.unpack(head)
-        if not 0 < size <= self._max:
-            # The protocol core says in plain words what such a size means (TLS, HTTP...).
-            FrameBuffer(self._max, peer=self._peer).feed(
-                head + self._chunk[self._pos : self._pos + 4]
-            )
-            error = ClientProtocolError if self._peer == "client" else BrokerProtocolError
-            raise error(f"{self._peer} sent a frame of {size} bytes")
+        self._check(size, head)
         return await self._take_payload(size)
 
     async def _take_head(self) -> bytes | None:
