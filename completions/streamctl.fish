@@ -76,7 +76,7 @@ complete -c streamctl -n '__fish_seen_subcommand_from connect' -l ttl -d 'How lo
 complete -c streamctl -n '__fish_seen_subcommand_from connect' -l reason -s r -d 'Why you need this access.'
 complete -c streamctl -n '__fish_seen_subcommand_from connect' -l approval -d 'Approval id to use (needed for writes to high-value topics).'
 complete -c streamctl -n '__fish_seen_subcommand_from connect' -l port -d 'Local bootstrap port (0 picks a free one).'
-complete -c streamctl -n '__fish_seen_subcommand_from connect' -l exec -d 'Run this client command with STREAMCTL_BOOTSTRAP and KAFKA_BOOTSTRAP_SERVERS set, then stop (e.g. --exec \'kcat -b $STREAMCTL_BOOTSTRAP -L\').'
+complete -c streamctl -n '__fish_seen_subcommand_from connect' -l exec -d 'Run this client command with STREAMCTL_BOOTSTRAP and KAFKA_BOOTSTRAP_SERVERS set, then stop with its exit code (e.g. --exec \'kcat -b $STREAMCTL_BOOTSTRAP -L\').'
 complete -c streamctl -n '__fish_seen_subcommand_from connect' -l profile -s p -d 'Profile to use (one per access server / cluster).'
 complete -c streamctl -n '__fish_seen_subcommand_from connect' -l server -d 'Access server URL; overrides the profile\'s `server`.'
 complete -c streamctl -n '__fish_seen_subcommand_from connect' -l output -s o -d 'Output format: table or json.'

@@ -109,7 +109,7 @@ def connect(
         typer.Option(
             "--exec",
             help="Run this client command with STREAMCTL_BOOTSTRAP and KAFKA_BOOTSTRAP_SERVERS "
-            "set, then stop (e.g. --exec 'kcat -b $STREAMCTL_BOOTSTRAP -L').",
+            "set, then stop with its exit code (e.g. --exec 'kcat -b $STREAMCTL_BOOTSTRAP -L').",
             metavar="CMD",
         ),
     ] = None,

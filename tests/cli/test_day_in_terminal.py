@@ -232,3 +232,29 @@ def test_tail_from_time_with_keys_and_headers(people: dict[str, User],
     assert PLANTED_EMAIL not in out.out
     missing = alice.run("tail", topics["orders"], "--partition", "7")
     assert missing.code == ExitCode.NOT_FOUND and "has no partition 7" in missing.err
+
+
+def test_tail_follow_prints_records_as_they_arrive(people: dict[str, User], kafka: object) -> None:
+    alice = people["alice"]
+    topic = f"orders.follow{uuid.uuid4().hex[:8]}"
+    kafka.create_topic(topic)  # type: ignore[attr-defined]
+    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap)  # type: ignore[attr-defined]
+    producer.send(topic, b'{"n": 1}').get(timeout=30)
+    process = subprocess.Popen(
+        [STREAMCTL, "tail", topic, "--from-beginning", "--follow", "--max-messages", "2",
+         "-o", "json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=alice.env(),
+    )
+    try:
+        assert process.stdout is not None
+        first = json.loads(process.stdout.readline())
+        assert first["value"] == {"n": 1}
+        # Only now does the second record exist: --follow waits for it.
+        producer.send(topic, b'{"n": 2}').get(timeout=30)
+        out, err = process.communicate(timeout=60)
+    finally:
+        producer.close()
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err.decode()
+    assert json.loads(out.decode().splitlines()[0])["value"] == {"n": 2}
