@@ -23,6 +23,9 @@ from streamctl.masking.strategies import TextMask, ValueMask, text_mask, value_m
 from streamctl.policy.grant import MaskingRule
 
 TARGETS = ("value", "key", "headers")
+#: Detector names of the policy file that differ from the built-in ones; the policy's `regex`
+#: detector is the rule's `pattern`, compiled below as a custom detector.
+POLICY_DETECTOR_NAMES = {"ssn": "us_ssn"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +129,8 @@ def compile_rule(rule: MaskingRule, index: int, hash_key: bytes | None) -> Compi
     if not rule.topics:
         raise MaskingError(f"masking rule {name!r} names no topics")
     paths = tuple(compile_path(f) for f in rule.fields)
-    by_name = {d: detector_for(d) for d in dict.fromkeys(rule.detectors)}
+    wanted = (POLICY_DETECTOR_NAMES.get(d, d) for d in rule.detectors if d != "regex")
+    by_name = {d: detector_for(d) for d in dict.fromkeys(wanted)}
     detectors = tuple(by_name[d] for d in PRIORITY if d in by_name)
     if rule.pattern is not None:
         detectors += (custom_detector(rule.pattern, name),)
