@@ -60,3 +60,38 @@ def test_login_in_a_terminal_shows_code_and_qr(access_server: AccessServer, new_
         if process.poll() is None:
             process.kill()
         os.close(master)
+
+
+def test_login_offers_the_browser_when_there_is_one(access_server: AccessServer,
+                                                   new_user: object) -> None:
+    user = new_user("desktop")  # type: ignore[operator]
+    opened = user.home / "opened.txt"
+    browser = user.home / "browser.sh"
+    browser.write_text(f'#!/bin/sh\nprintf "%s" "$1" > {opened}\n')
+    browser.chmod(0o755)
+    master, slave = pty.openpty()
+    env = {**user.env(), "TERM": "xterm", "DISPLAY": ":0", "BROWSER": str(browser)}
+    env.pop("CI", None)
+    env.pop("SSH_CONNECTION", None)
+    process = subprocess.Popen(
+        [STREAMCTL, "login", "--server", access_server.url],
+        stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True,
+    )
+    os.close(slave)
+    screen: list[str] = []
+    try:
+        text = _read_until(master, re.compile(r"Press Enter to open .* in your browser"),
+                           screen, 60)
+        code = re.search(r"one-time code: (\S+)", text).group(1)  # type: ignore[union-attr]
+        os.write(master, b"\n")
+        deadline = time.monotonic() + 30
+        while not opened.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert opened.read_text() == f"{access_server.url}/device?user_code={code}"
+        assert access_server.approve_device(code, "alice") == 200
+        _read_until(master, re.compile(r"Logged in to .* as alice"), screen, 60)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(master)
