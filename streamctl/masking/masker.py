@@ -28,7 +28,12 @@ from streamctl.kafka.records import (
     iter_batch_headers,
 )
 from streamctl.masking.errors import MaskingError
-from streamctl.masking.payload import BINARY_REPLACEMENT, mask_payload
+from streamctl.masking.payload import (
+    BINARY_REPLACEMENT,
+    PayloadMask,
+    mask_payload,
+    payload_mask,
+)
 from streamctl.masking.rules import CompiledRule, TopicPlan, compile_rules, plan_for
 from streamctl.masking.strategies import derive_hash_key
 from streamctl.policy.grant import Grant, MaskingRule
@@ -55,6 +60,7 @@ class GrantMasker:
         hash_key = derive_hash_key(grant.grant_id, secret) if needs_key else None
         self._rules: tuple[CompiledRule, ...] = compile_rules(rules, hash_key)
         self._plans: dict[str, TopicPlan | None] = {}
+        self._value_masks: dict[int, PayloadMask] = {}
         self._max_decompressed = max_decompressed
 
     def _plan(self, topic: str) -> TopicPlan | None:
@@ -64,7 +70,10 @@ class GrantMasker:
             pass
         if len(self._plans) >= _PLAN_CACHE_LIMIT:
             self._plans.clear()
+            self._value_masks.clear()
         plan = self._plans[topic] = plan_for(self._rules, topic)
+        if plan is not None:
+            self._value_masks[id(plan)] = payload_mask(plan.value)
         return plan
 
     def needs_masking(self, topic: str) -> bool:
@@ -109,7 +118,7 @@ class GrantMasker:
             if plan.key or plan.header_names or plan.header_values:
                 masked = [mask_record(r, plan, counts) for r in originals]
             else:
-                masked = _mask_values_only(originals, plan, counts)
+                masked = _mask_values_only(originals, self._value_masks[id(plan)], counts)
             if any(map(operator.is_not, masked, originals)):
                 batch.records = masked
                 parts.append(encode_batch(batch))
@@ -119,16 +128,15 @@ class GrantMasker:
 
 
 def _mask_values_only(
-    records: list[Record], plan: TopicPlan, counts: dict[str, int]
+    records: list[Record], value_mask: PayloadMask, counts: dict[str, int]
 ) -> list[Record]:
     """The hot loop when rules touch values only: no per-record call beyond the payload's."""
-    value_plan = plan.value
     out: list[Record] = []
     append = out.append
     for record in records:
         value = record[4]
         if value:
-            masked = mask_payload(value, value_plan, counts)
+            masked = value_mask(value, counts)
             if masked is not value:
                 record = _new_record(Record, (*record[:4], masked, record[5]))
         append(record)

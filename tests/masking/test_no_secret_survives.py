@@ -9,6 +9,7 @@ every planted secret, as are the raw bytes that would leave the tunnel.
 from __future__ import annotations
 
 import json
+import re
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -18,6 +19,7 @@ from streamctl.kafka.records import Record, RecordBatch, decode_batches, encode_
 from streamctl.masking import GrantMasker
 from tests.masking.grants import SECRET, grant_with, rule
 
+_HASH_TOKEN = re.compile(rb"hmac:[0-9a-f]{32}")
 STRATEGY_NAMES = ["redact", "keep_last", "hash", "null", "drop"]
 
 
@@ -112,7 +114,11 @@ def test_no_planted_secret_survives(case: tuple[list[bytes], list[str], GrantMas
             seen += record.value or b""
             for name, value in record.headers:
                 seen += name.encode() + (value or b"")
+    # A keyed hash is 32 hex digits, which can hold a short digit run of a planted secret
+    # by chance ("hmac:...2525598..." for SSN 255-98-...): digit prefixes are searched
+    # with hash tokens taken out (whole secrets are still searched in everything).
+    without_hashes = _HASH_TOKEN.sub(b"hmac:", bytes(seen))
     for secret in planted:
         assert secret.encode() not in seen, "a planted secret survived masking"
         if secret[-4:].isdigit():  # keep_last shows at most the last four characters
-            assert secret.replace("-", "")[:-4].encode() not in seen
+            assert secret.replace("-", "")[:-4].encode() not in without_hashes
