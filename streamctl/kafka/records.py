@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import operator
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -52,12 +52,16 @@ __all__ = [
     "LegacyRecordsError",
     "Record",
     "RecordBatch",
+    "RecordSection",
     "RecordsError",
     "decode_batch",
     "decode_batches",
+    "decode_sections",
     "encode_batch",
     "encode_batches",
     "iter_batch_headers",
+    "record_layout",
+    "replace_values",
 ]
 
 _crc32c = _crc32c_module.crc32c
@@ -217,19 +221,36 @@ def iter_batch_headers(data: bytes | bytearray | memoryview) -> Iterator[BatchHe
         pos += size
 
 
-def decode_batches(
+class RecordSection(NamedTuple):
+    """One complete batch opened but not decoded: its header and its (decompressed) records.
+
+    `header` holds the 13 header fields in wire order (base offset, batch length, leader
+    epoch, magic, crc, attributes, last offset delta, first and max timestamps, producer
+    id and epoch, base sequence, record count); the records fill `data[start:end]`.
+    """
+
+    position: int  # where the batch starts in the records field
+    size: int  # whole batch size in bytes, including base offset and length
+    header: tuple[int, ...]
+    data: bytes
+    start: int
+    end: int
+
+
+def decode_sections(
     data: bytes | bytearray | memoryview,
     *,
     max_decompressed: int = DEFAULT_MAX_DECOMPRESSED,
     verify_crc: bool = True,
-) -> tuple[list[RecordBatch], bytes]:
-    """Decode every complete batch; the truncated final batch, if any, comes back untouched.
+) -> tuple[list[RecordSection], bytes]:
+    """Open every complete batch (CRC checked, decompressed) without building its records.
 
-    Raises RecordsError on corruption and LegacyRecordsError on a magic 0/1 message set.
+    The same checks and errors as `decode_batches`; the truncated final batch, if any,
+    comes back untouched.
     """
     buf = bytes(data)
     end = len(buf)
-    batches: list[RecordBatch] = []
+    sections: list[RecordSection] = []
     pos = 0
     while end - pos >= _PREFIX_SIZE + 5:
         length = _PREFIX.unpack_from(buf, pos)[1]
@@ -247,9 +268,24 @@ def decode_batches(
             raise RecordsError(f"unknown record batch magic {magic}")
         if length < _MIN_BATCH_LENGTH:
             raise RecordsError(f"record batch length {length} is impossible")
-        batches.append(_decode_one(buf, pos, batch_end, max_decompressed, verify_crc))
+        sections.append(_open_one(buf, pos, batch_end, max_decompressed, verify_crc))
         pos = batch_end
-    return batches, buf[pos:]
+    return sections, buf[pos:]
+
+
+def decode_batches(
+    data: bytes | bytearray | memoryview,
+    *,
+    max_decompressed: int = DEFAULT_MAX_DECOMPRESSED,
+    verify_crc: bool = True,
+) -> tuple[list[RecordBatch], bytes]:
+    """Decode every complete batch; the truncated final batch, if any, comes back untouched.
+
+    Raises RecordsError on corruption and LegacyRecordsError on a magic 0/1 message set.
+    """
+    sections, tail = decode_sections(data, max_decompressed=max_decompressed,
+                                     verify_crc=verify_crc)
+    return [_batch_of(s) for s in sections], tail
 
 
 def decode_batch(
@@ -277,8 +313,15 @@ def _decode_one(
     buf: bytes, pos: int, batch_end: int, max_decompressed: int, verify_crc: bool
 ) -> RecordBatch:
     """Decode the batch at buf[pos:batch_end] (length and magic already checked)."""
-    (base_offset, _, leader_epoch, _, crc, attributes, last_delta, first_ts, max_ts,
-     producer_id, producer_epoch, base_sequence, count) = _HEADER.unpack_from(buf, pos)
+    return _batch_of(_open_one(buf, pos, batch_end, max_decompressed, verify_crc))
+
+
+def _open_one(
+    buf: bytes, pos: int, batch_end: int, max_decompressed: int, verify_crc: bool
+) -> RecordSection:
+    """Check and open the batch at buf[pos:batch_end] (length and magic already checked)."""
+    header = _HEADER.unpack_from(buf, pos)
+    base_offset, crc, attributes, count = header[0], header[4], header[5], header[12]
     if verify_crc:
         actual = _crc32c(memoryview(buf)[pos + _ATTRIBUTES_OFFSET : batch_end])
         if actual != crc:
@@ -286,7 +329,6 @@ def _decode_one(
                 f"record batch at offset {base_offset}: CRC32C mismatch "
                 f"(stored {crc:#010x}, computed {actual:#010x})"
             )
-    attributes &= 0xFFFF
     codec = attributes & CODEC_MASK
     start = pos + HEADER_SIZE
     if codec == 0:
@@ -301,10 +343,18 @@ def _decode_one(
         raise RecordsError(f"record batch at offset {base_offset}: unknown codec id {codec}")
     if count < 0 or count * _MIN_RECORD_SIZE > end - start:
         raise RecordsError(f"record batch at offset {base_offset}: impossible count {count}")
+    return RecordSection(pos, batch_end - pos, header, section, start, end)
+
+
+def _batch_of(opened: RecordSection) -> RecordBatch:
+    """Decode the records of an opened batch into a RecordBatch."""
+    (base_offset, _, leader_epoch, _, crc, attributes, last_delta, first_ts, max_ts,
+     producer_id, producer_epoch, base_sequence, count) = opened.header
+    section = opened.data
     starts: list[int] = []
-    records = _decode_records(section, start, end, count, base_offset, starts)
-    return RecordBatch(base_offset, leader_epoch, attributes, last_delta, first_ts, max_ts,
-                       producer_id, producer_epoch, base_sequence, records, crc, 2,
+    records = _decode_records(section, opened.start, opened.end, count, base_offset, starts)
+    return RecordBatch(base_offset, leader_epoch, attributes & 0xFFFF, last_delta, first_ts,
+                       max_ts, producer_id, producer_epoch, base_sequence, records, crc, 2,
                        section, starts, tuple(records))
 
 
@@ -409,6 +459,178 @@ def _decode_records(
         )
     mark(pos)
     return records
+
+
+#: Ints per record in a `record_layout` list.
+LAYOUT_STRIDE = 7
+
+
+def record_layout(opened: RecordSection) -> list[int]:
+    """Where every record's parts sit in `opened.data`, checked as strictly as decoding.
+
+    Seven ints per record (LAYOUT_STRIDE): record start, body start (after the length
+    varint), key position, key length (-1 for null), value-length position, value position,
+    value length (-1 for null); then one more int, the end of the last record. Nothing is
+    copied and no object is built per record, for callers that only digest or replace
+    values (transcripts, masking).
+    """
+    (base_offset, *_, count) = opened.header
+    buf, pos, size = opened.data, opened.start, opened.end
+    layout: list[int] = []
+    add = layout.extend
+    table = _UNZIGZAG
+    slow = _read_varint
+    try:
+        for _ in range(count):
+            rec_start = pos
+            b = buf[pos]
+            if b < 0x80:
+                length = table[b]
+                pos += 1
+            elif (c := buf[pos + 1]) < 0x80:
+                length = table[(c << 7) + b - 0x80]
+                pos += 2
+            else:
+                length, pos = slow(buf, pos, 5)
+            body = pos
+            rec_end = pos + length
+            if length < 6 or rec_end > size:
+                raise RecordsError(f"record length {length} is impossible")
+            b = buf[pos + 1]  # after the attributes byte: the timestamp delta
+            if b < 0x80:
+                pos += 2
+            elif buf[pos + 2] < 0x80:
+                pos += 3
+            else:
+                pos = slow(buf, pos + 1, 10)[1]
+            b = buf[pos]  # offset delta
+            if b < 0x80:
+                offset_delta = table[b]
+                pos += 1
+            elif (c := buf[pos + 1]) < 0x80:
+                offset_delta = table[(c << 7) + b - 0x80]
+                pos += 2
+            else:
+                offset_delta, pos = slow(buf, pos, 5)
+            b = buf[pos]
+            if b == 1:
+                key_len = -1
+                pos += 1
+            else:
+                if b < 0x80:
+                    key_len = table[b]
+                    pos += 1
+                elif (c := buf[pos + 1]) < 0x80:
+                    key_len = table[(c << 7) + b - 0x80]
+                    pos += 2
+                else:
+                    key_len, pos = slow(buf, pos, 5)
+                if key_len < 0:
+                    raise RecordsError(f"key length {key_len} is impossible")
+            key_pos = pos
+            if key_len > 0:
+                pos += key_len
+            value_len_pos = pos
+            b = buf[pos]
+            if b < 0x80:
+                n = table[b]
+                pos += 1
+            elif (c := buf[pos + 1]) < 0x80:
+                n = table[(c << 7) + b - 0x80]
+                pos += 2
+            else:
+                n, pos = slow(buf, pos, 5)
+            value_pos = pos
+            if n < 0:
+                if n != -1:
+                    raise RecordsError(f"value length {n} is impossible")
+            else:
+                pos += n
+            if pos >= rec_end:
+                raise RecordsError(
+                    f"record at offset {base_offset + offset_delta} has length {length} "
+                    "but its fields take more bytes"
+                )
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = _decode_headers(buf, pos, rec_end)[0]
+            if pos != rec_end:
+                raise RecordsError(
+                    f"record at offset {base_offset + offset_delta} has length {length} "
+                    f"but its fields take {length + pos - rec_end} bytes"
+                )
+            add((rec_start, body, key_pos, key_len, value_len_pos, value_pos, n))
+    except IndexError:
+        raise RecordsError(f"record batch at offset {base_offset}: records truncated") from None
+    if pos != size:
+        raise RecordsError(
+            f"record batch at offset {base_offset}: {size - pos} bytes after the last record"
+        )
+    layout.append(pos)
+    return layout
+
+
+def replace_values(
+    opened: RecordSection, transform: Callable[[bytes], bytes]
+) -> bytearray | None:
+    """The batch re-encoded with each non-empty value replaced by `transform(value)`.
+
+    `transform` returns its argument itself for a value it leaves alone; when it does so
+    for every record the answer is None (the caller keeps the original bytes). Runs of
+    unchanged records are copied as they are; a changed record keeps its attributes,
+    deltas, key and headers byte for byte and gets new value and record lengths. The
+    batch header is kept except its length and CRC, and the same codec is used again.
+    """
+    layout = record_layout(opened)
+    buf = opened.data
+    parts: list[bytes] = [_HEADER_PLACEHOLDER]
+    append = parts.append
+    table = _ZZ_TABLE
+    slow = _zigzag_bytes
+    run_start = -1  # start of the current run of unchanged records, -1 when none
+    changed = False
+    for i in range(0, len(layout) - 1, LAYOUT_STRIDE):
+        value_len = layout[i + 6]
+        if value_len > 0:
+            value_pos = layout[i + 5]
+            value = buf[value_pos : value_pos + value_len]
+            new = transform(value)
+            if new is not value:
+                if run_start >= 0:
+                    append(buf[run_start : layout[i]])
+                    run_start = -1
+                changed = True
+                body = layout[i + 1]
+                rec_end = layout[i + LAYOUT_STRIDE]
+                n = len(new)
+                z = n << 1
+                vlen = table[z] if z < 16384 else slow(n)
+                length = (layout[i + 4] - body) + len(vlen) + n + (rec_end - value_pos - value_len)
+                z = length << 1
+                append(table[z] if z < 16384 else slow(length))
+                append(buf[body : layout[i + 4]])
+                append(vlen)
+                append(new)
+                append(buf[value_pos + value_len : rec_end])
+                continue
+        if run_start < 0:
+            run_start = layout[i]
+    if not changed:
+        return None
+    if run_start >= 0:
+        append(buf[run_start : layout[-1]])
+    header = opened.header
+    attributes = header[5]
+    codec = attributes & CODEC_MASK
+    if codec:
+        out = bytearray().join((_HEADER_PLACEHOLDER, compress(codec, b"".join(parts[1:]))))
+    else:
+        out = bytearray().join(parts)
+    _HEADER.pack_into(out, 0, header[0], len(out) - _PREFIX_SIZE, *header[2:4], 0,
+                      *header[5:])
+    _CRC.pack_into(out, _CRC_OFFSET, _crc32c(memoryview(out)[_ATTRIBUTES_OFFSET:]))
+    return out
 
 
 #: Zigzag-decoded values of every one- and two-byte varint, indexed by its 14 payload bits.

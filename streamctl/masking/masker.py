@@ -20,12 +20,17 @@ import operator
 from collections.abc import Sequence
 
 from streamctl.kafka.records import (
+    CONTROL_BIT,
     DEFAULT_MAX_DECOMPRESSED,
+    LAYOUT_STRIDE,
     Record,
     RecordsError,
     decode_batches,
+    decode_sections,
     encode_batch,
     iter_batch_headers,
+    record_layout,
+    replace_values,
 )
 from streamctl.masking.errors import MaskingError
 from streamctl.masking.payload import (
@@ -103,6 +108,8 @@ class GrantMasker:
         headers = list(iter_batch_headers(records))
         if any(h.magic < 2 for h in headers):
             raise MaskingError("legacy magic 0/1 message set cannot be masked")
+        if not (plan.key or plan.header_names or plan.header_values):
+            return self._mask_values(plan, records, counts)
         # One pass over the whole records field (no per-batch copies); the truncated final
         # batch, if any, is left out on purpose.
         batches, _ = decode_batches(records, max_decompressed=self._max_decompressed)
@@ -115,10 +122,7 @@ class GrantMasker:
                 continue
             counts[RECORDS_SEEN] += len(batch.records)
             originals = batch.records
-            if plan.key or plan.header_names or plan.header_values:
-                masked = [mask_record(r, plan, counts) for r in originals]
-            else:
-                masked = _mask_values_only(originals, self._value_masks[id(plan)], counts)
+            masked = [mask_record(r, plan, counts) for r in originals]
             if any(map(operator.is_not, masked, originals)):
                 batch.records = masked
                 parts.append(encode_batch(batch))
@@ -126,21 +130,31 @@ class GrantMasker:
                 parts.append(records[header.position : header.position + header.size])
         return b"".join(parts)
 
+    def _mask_values(self, plan: TopicPlan, records: bytes, counts: dict[str, int]) -> bytes:
+        """The hot path when rules touch values only: no Record objects, unchanged bytes kept.
 
-def _mask_values_only(
-    records: list[Record], value_mask: PayloadMask, counts: dict[str, int]
-) -> list[Record]:
-    """The hot loop when rules touch values only: no per-record call beyond the payload's."""
-    out: list[Record] = []
-    append = out.append
-    for record in records:
-        value = record[4]
-        if value:
-            masked = value_mask(value, counts)
-            if masked is not value:
-                record = _new_record(Record, (*record[:4], masked, record[5]))
-        append(record)
-    return out
+        Batches are opened (CRC checked, decompressed) and their record layout checked as
+        strictly as decoding would; only values the mask changed are written anew.
+        """
+        sections, _ = decode_sections(records, max_decompressed=self._max_decompressed)
+        value_mask = self._value_masks[id(plan)]
+
+        def transform(value: bytes) -> bytes:
+            return value_mask(value, counts)
+
+        parts: list[bytes | bytearray] = []
+        for section in sections:
+            original = records[section.position : section.position + section.size]
+            if section.header[5] & CONTROL_BIT:
+                layout = record_layout(section)
+                if any(layout[i] < 4 for i in range(3, len(layout) - 1, LAYOUT_STRIDE)):
+                    raise MaskingError("control batch holds records that are not control records")
+                parts.append(original)
+                continue
+            counts[RECORDS_SEEN] += section.header[12]
+            masked = replace_values(section, transform)
+            parts.append(original if masked is None else masked)
+        return b"".join(parts)
 
 
 def mask_record(record: Record, plan: TopicPlan, counts: dict[str, int]) -> Record:
