@@ -8,6 +8,7 @@ Nothing from a record's content is stored, only digests, offsets, counts and siz
 
 from __future__ import annotations
 
+import hashlib
 import queue
 import threading
 import time
@@ -18,9 +19,14 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from streamctl.kafka.errors import KafkaProtocolError
-from streamctl.kafka.records import decode_batches, iter_batch_headers
+from streamctl.kafka.records import (
+    LAYOUT_STRIDE,
+    decode_sections,
+    iter_batch_headers,
+    record_layout,
+)
 from streamctl.transcript.chain import HashChain
-from streamctl.transcript.events import Event, EventType, record_digest
+from streamctl.transcript.events import Event, EventType
 from streamctl.transcript.spool import (
     DEFAULT_FLUSH_INTERVAL,
     PeriodicSync,
@@ -91,12 +97,10 @@ def describe_produced(records: bytes, base_offset: int, error_code: int) -> dict
     """Digest per record and broker-assigned offsets of a produced partition's records."""
     out: dict[str, Any] = {"bytes": len(records)}
     try:
-        batches, _tail = decode_batches(records, verify_crc=False)
+        digests = record_digests(records)
     except KafkaProtocolError as exc:
         out.update(record_count=None, digests=[], undecodable=str(exc)[:200])
         return out
-    digest = record_digest
-    digests = [digest(r[3], r[4]) for b in batches for r in b.records]  # key, value
     out["record_count"] = len(digests)
     out["digests"] = digests
     if error_code == 0 and base_offset >= 0 and digests:
@@ -104,6 +108,42 @@ def describe_produced(records: bytes, base_offset: int, error_code: int) -> dict
         out["first_offset"] = base_offset
         out["last_offset"] = base_offset + len(digests) - 1
     return out
+
+
+_NULL_LENGTH = b"\xff\xff\xff\xff"
+
+
+def record_digests(records: bytes) -> list[str]:
+    """`record_digest` of every record in a records field, in order, straight off the bytes.
+
+    The same digests as decoding each record and calling `record_digest(key, value)`, but
+    read from the record layout (no Record objects, no CRC check: the broker checks it).
+    """
+    sections, _tail = decode_sections(records, verify_crc=False)
+    sha256 = hashlib.sha256
+    null = _NULL_LENGTH
+    digests: list[str] = []
+    append = digests.append
+    for section in sections:
+        layout = record_layout(section)
+        buf = section.data
+        for i in range(0, len(layout) - 1, LAYOUT_STRIDE):
+            key_len = layout[i + 3]
+            value_len = layout[i + 6]
+            if key_len < 0:
+                head = null
+            else:
+                key_pos = layout[i + 2]
+                head = key_len.to_bytes(4, "big") + buf[key_pos : key_pos + key_len]
+            if value_len < 0:
+                append(sha256(head + null).hexdigest())
+            else:
+                value_pos = layout[i + 5]
+                digest = sha256(head)
+                digest.update(value_len.to_bytes(4, "big"))
+                digest.update(buf[value_pos : value_pos + value_len])
+                append(digest.hexdigest())
+    return digests
 
 
 def describe_fetched(records: bytes) -> dict[str, Any]:
