@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
+import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from jwt.algorithms import ECAlgorithm
 from kafka import KafkaConsumer, KafkaProducer
+from kafka.admin import ScramMechanism, UserScramCredentialUpsertion
 
 from streamctl.policy.grant import Grant
 from streamctl.tunnel.engine import Tunnel, TunnelThread
@@ -41,6 +43,8 @@ pytestmark = pytest.mark.sasl
 ISSUER = "https://access.streamctl.test"
 AUDIENCE = "kafka-test-cluster"
 REAUTH_MS = 4000
+PLAIN_USER = "plain-user"
+PLAIN_PASSWORD = secrets.token_urlsafe(12)
 KID = "grant-key-1"
 
 
@@ -150,10 +154,26 @@ def sasl_broker(signing_key: ec.EllipticCurvePrivateKey, pki: Pki) -> Iterator[K
         "ssl.truststore.type": "PEM",
         "ssl.truststore.location": str(pki.ca_pem),
         "ssl.client.auth": "required",
+        # PLAIN and SCRAM-SHA-256 as well, so every mechanism the tunnel speaks meets a broker
+        "listener.name.sasl.plain.sasl.jaas.config":
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f'user_{PLAIN_USER}="{PLAIN_PASSWORD}";',
+        "listener.name.sasl.scram-sha-256.sasl.jaas.config":
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+        "listener.name.sasl.sasl.enabled.mechanisms":
+            "SCRAM-SHA-512,OAUTHBEARER,PLAIN,SCRAM-SHA-256",
+        "sasl.enabled.mechanisms": "SCRAM-SHA-512,OAUTHBEARER,PLAIN,SCRAM-SHA-256",
     })
     cluster.tls_bootstrap = f"127.0.0.1:{tls_port}"  # type: ignore[attr-defined]
     try:
         cluster.start()
+        admin = cluster.admin()
+        try:
+            admin.alter_user_scram_credentials([UserScramCredentialUpsertion(
+                cluster.scram_user, ScramMechanism.SCRAM_SHA_256, cluster.scram_password,
+                iterations=4096)])
+        finally:
+            admin.close()
         yield cluster
     finally:
         cluster.stop()
@@ -271,3 +291,30 @@ def test_tls_upstream_with_private_ca_and_client_certificate(
     )
     with pytest.raises(UpstreamError, match="TLS"):
         trio.run(open_upstream, host, int(port), wrong_name, None)
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256"])
+def test_plain_and_scram_sha_256_upstream(sasl_broker: KafkaCluster, mechanism: str) -> None:
+    host, port = sasl_broker.bootstrap_sasl.rsplit(":", 1)
+    user, password = (
+        (PLAIN_USER, PLAIN_PASSWORD) if mechanism == "PLAIN"
+        else (sasl_broker.scram_user, sasl_broker.scram_password)
+    )
+
+    async def attempt(secret: str) -> None:
+        security = UpstreamSecurity(security_protocol="SASL_PLAINTEXT", sasl_mechanism=mechanism,
+                                    sasl_username=user, sasl_password=secret)
+        upstream = await open_upstream(host, int(port), security, None)
+        await upstream.stream.aclose()
+
+    deadline = time.monotonic() + 20  # a fresh SCRAM credential takes a moment to propagate
+    while True:
+        try:
+            trio.run(attempt, password)
+            break
+        except UpstreamError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+    with pytest.raises(UpstreamError, match=f"refused SASL {mechanism}"):
+        trio.run(attempt, password + "-wrong")
