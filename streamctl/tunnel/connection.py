@@ -127,12 +127,18 @@ class ClientConnection:
     peer: str = "?"
     reason: str = "closed"
     _send_lock: trio.Lock = field(default_factory=trio.Lock)
+    #: Frames on their way to the broker: the request pump reads the next request while the
+    #: previous one is still being written (a small buffer, so memory stays bounded).
+    _to_broker: trio.MemorySendChannel[bytes] | None = None
     _own_correlation: int = 0x7F000000
 
     async def run(self) -> str:
         """Pump both directions until either side ends; return why the connection closed."""
         send, receive = trio.open_memory_channel[_Pending](self.ctx.max_in_flight)
+        to_broker, outgoing = trio.open_memory_channel[bytes](2)
+        self._to_broker = to_broker
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._guard, self._pump_to_broker, outgoing, nursery.cancel_scope)
             nursery.start_soon(self._guard, self._pump_requests, send, nursery.cancel_scope)
             nursery.start_soon(self._guard, self._pump_responses, receive, nursery.cancel_scope)
             if self.upstream.session_lifetime and self.ctx.reauth_mechanism is not None:
@@ -220,7 +226,17 @@ class ClientConnection:
         async with self._send_lock:
             if summary.expects_response:
                 await pending.send(_Forwarded(summary, keep))
-            await write_frame(self.upstream.stream, frame)
+            await self._send_to_broker(frame)
+
+    async def _send_to_broker(self, frame: bytes) -> None:
+        """Queue a frame for the broker, in the order its pending entry was queued."""
+        assert self._to_broker is not None
+        await self._to_broker.send(frame)
+
+    async def _pump_to_broker(self, outgoing: trio.MemoryReceiveChannel[bytes]) -> None:
+        async with outgoing:
+            async for frame in outgoing:
+                await write_frame(self.upstream.stream, frame)
 
     def _decide(self, summary: RequestSummary) -> Verdict:
         closing = self.ctx.closing_reason
@@ -474,8 +490,7 @@ class ClientConnection:
             reply_send, reply_receive = trio.open_memory_channel[bytes](1)
             await pending.send(_Internal(api_key, version, corr, reply_send))
             header = encode_request_header(api_key, version, corr, TUNNEL_CLIENT_ID)
-            await write_frame(self.upstream.stream, header + encode_request(api_key, version,
-                                                                             message))
+            await self._send_to_broker(header + encode_request(api_key, version, message))
             frame = await reply_receive.receive()
             offset = response_body_offset(frame, response_header_version(api_key, version))
             return decode_response(api_key, version, frame, offset)
