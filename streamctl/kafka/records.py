@@ -762,36 +762,35 @@ def _reuse_or_encode(records: Sequence[Record], originals: Sequence[Record], sou
 
 
 def _encode_records(records: Sequence[Record], parts: list[bytes]) -> None:
-    """Append the records section's pieces to `parts`; small varints come from a table."""
+    """Append the records section's pieces to `parts`; small varints come from a table.
+
+    Deltas and lengths in 0..8191 (the zigzag of a non-negative n is 2n) are looked up
+    directly; anything else, negative deltas included, takes `_zigzag_bytes`.
+    """
     table = _ZZ_TABLE
     attr_bytes = _ATTR_BYTES
     slow = _zigzag_bytes
     append = parts.append
     join = b"".join
     for attr, ts_delta, offset_delta, key, value, headers in records:
-        z = (ts_delta << 1) ^ (ts_delta >> 63)
-        ts = table[z] if z < 16384 else slow(ts_delta)
-        z = (offset_delta << 1) ^ (offset_delta >> 63)
-        od = table[z] if z < 16384 else slow(offset_delta)
+        ts = table[ts_delta << 1] if 0 <= ts_delta < 8192 else slow(ts_delta)
+        od = table[offset_delta << 1] if 0 <= offset_delta < 8192 else slow(offset_delta)
         if key is None:
             klen = b"\x01"
             key = b""
         else:
-            z = len(key) << 1
-            klen = table[z] if z < 16384 else slow(len(key))
+            n = len(key)
+            klen = table[n << 1] if n < 8192 else slow(n)
         if value is None:
             vlen = b"\x01"
             value = b""
         else:
-            z = len(value) << 1
-            vlen = table[z] if z < 16384 else slow(len(value))
-        if headers:
-            hdr = _encode_headers(headers)
-        else:
-            hdr = b"\x00"
-        body = join((attr_bytes[attr], ts, od, klen, key, vlen, value, hdr))
-        z = len(body) << 1
-        append(table[z] if z < 16384 else slow(len(body)))
+            n = len(value)
+            vlen = table[n << 1] if n < 8192 else slow(n)
+        body = join((attr_bytes[attr], ts, od, klen, key, vlen, value,
+                     _encode_headers(headers) if headers else b"\x00"))
+        n = len(body)
+        append(table[n << 1] if n < 8192 else slow(n))
         append(body)
 
 
