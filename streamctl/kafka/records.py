@@ -30,7 +30,7 @@ import operator
 import struct
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import crc32c as _crc32c_module
 
@@ -571,10 +571,13 @@ def record_layout(opened: RecordSection) -> list[int]:
     return layout
 
 
+_Context = TypeVar("_Context")
+
+
 def replace_values(
-    opened: RecordSection, transform: Callable[[bytes], bytes]
+    opened: RecordSection, transform: Callable[[bytes, _Context], bytes], context: _Context
 ) -> bytearray | None:
-    """The batch re-encoded with each non-empty value replaced by `transform(value)`.
+    """The batch re-encoded with each non-empty value replaced by `transform(value, context)`.
 
     `transform` returns its argument itself for a value it leaves alone; when it does so
     for every record the answer is None (the caller keeps the original bytes). Runs of
@@ -595,7 +598,7 @@ def replace_values(
         if value_len > 0:
             value_pos = layout[i + 5]
             value = buf[value_pos : value_pos + value_len]
-            new = transform(value)
+            new = transform(value, context)
             if new is not value:
                 if run_start >= 0:
                     append(buf[run_start : layout[i]])

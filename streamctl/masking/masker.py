@@ -138,10 +138,6 @@ class GrantMasker:
         """
         sections, _ = decode_sections(records, max_decompressed=self._max_decompressed)
         value_mask = self._value_masks[id(plan)]
-
-        def transform(value: bytes) -> bytes:
-            return value_mask(value, counts)
-
         parts: list[bytes | bytearray] = []
         for section in sections:
             original = records[section.position : section.position + section.size]
@@ -152,7 +148,7 @@ class GrantMasker:
                 parts.append(original)
                 continue
             counts[RECORDS_SEEN] += section.header[12]
-            masked = replace_values(section, transform)
+            masked = replace_values(section, value_mask, counts)
             parts.append(original if masked is None else masked)
         return b"".join(parts)
 
