@@ -377,12 +377,12 @@ def _decode_records(
         for _ in range(count):
             mark(pos)
             b = buf[pos]
-            if b < 0x80:
-                length = table[b]
-                pos += 1
-            elif (c := buf[pos + 1]) < 0x80:
+            if b >= 0x80 and (c := buf[pos + 1]) < 0x80:  # two bytes: 64..8191, the usual
                 length = table[(c << 7) + b - 0x80]
                 pos += 2
+            elif b < 0x80:
+                length = table[b]
+                pos += 1
             else:
                 length, pos = slow(buf, pos, 5)
             rec_end = pos + length
@@ -425,12 +425,12 @@ def _decode_records(
                 key = buf[pos : pos + n]
                 pos += n
             b = buf[pos]
-            if b < 0x80:
-                n = table[b]
-                pos += 1
-            elif (c := buf[pos + 1]) < 0x80:
+            if b >= 0x80 and (c := buf[pos + 1]) < 0x80:  # two bytes: 64..8191, the usual
                 n = table[(c << 7) + b - 0x80]
                 pos += 2
+            elif b < 0x80:
+                n = table[b]
+                pos += 1
             else:
                 n, pos = slow(buf, pos, 5)
             if n < 0:
