@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -51,9 +52,24 @@ PortOpt = Annotated[
 ]
 
 
+BOOTSTRAP_VARS = ("STREAMCTL_BOOTSTRAP", "KAFKA_BOOTSTRAP_SERVERS")
+_NAMES = "|".join(BOOTSTRAP_VARS)
+_BOOTSTRAP_REF = re.compile(rf"\$(?:\{{(?:{_NAMES})\}}|(?:{_NAMES})\b)")
+
+
 def client_env(bootstrap: str) -> dict[str, str]:
     """The environment a child Kafka client gets: both common names for the bootstrap."""
-    return {**os.environ, "STREAMCTL_BOOTSTRAP": bootstrap, "KAFKA_BOOTSTRAP_SERVERS": bootstrap}
+    return {**os.environ, **dict.fromkeys(BOOTSTRAP_VARS, bootstrap)}
+
+
+def exec_argv(command: list[str], bootstrap: str) -> list[str]:
+    """--exec's words with $STREAMCTL_BOOTSTRAP / $KAFKA_BOOTSTRAP_SERVERS filled in.
+
+    The command runs without a shell, yet users write `--exec 'kcat -b $STREAMCTL_BOOTSTRAP -L'`
+    (the bootstrap is only known once the tunnel is up), so those two references are expanded
+    here; anything else is passed through untouched.
+    """
+    return [_BOOTSTRAP_REF.sub(bootstrap, word) for word in command]
 
 
 def _live_view(issued: IssuedGrant, running: RunningTunnel) -> Table:
@@ -175,7 +191,9 @@ def _serve(
                 )
             if command is not None:
                 try:
-                    result = subprocess.run(command, env=client_env(bootstrap), check=False)
+                    result = subprocess.run(
+                        exec_argv(command, bootstrap), env=client_env(bootstrap), check=False
+                    )
                 except FileNotFoundError:
                     raise UsageProblem(
                         f"--exec: command not found: {command[0]}", code="usage"

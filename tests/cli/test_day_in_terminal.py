@@ -8,6 +8,7 @@ and the server's transcripts answer who produced what.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -258,3 +259,18 @@ def test_tail_follow_prints_records_as_they_arrive(people: dict[str, User], kafk
             process.kill()
     assert process.returncode == 0, err.decode()
     assert json.loads(out.decode().splitlines()[0])["value"] == {"n": 2}
+
+
+def test_connect_exec_fills_in_the_bootstrap_for_kcat(people: dict[str, User],
+                                                     topics: dict[str, str]) -> None:
+    """`--exec 'kcat -b $STREAMCTL_BOOTSTRAP -L'` works as written, with no shell involved."""
+    orders = topics["orders"]
+    ran = people["alice"].run("connect", orders, "--read", "-o", "json", "--exec",
+                              "kcat -b $STREAMCTL_BOOTSTRAP -L -t " + orders)
+    assert ran.code == 0, ran.err
+    bootstrap = json.loads(ran.out.splitlines()[0])["bootstrap"]
+    assert f"topic \"{orders}\"" in ran.out
+    # every broker kcat learned of is a local tunnel listener, never the real broker
+    brokers = re.findall(r"broker \d+ at (\S+)", ran.out)
+    assert brokers and all(b.startswith("127.0.0.1:") for b in brokers)
+    assert bootstrap.split(":")[0] == "127.0.0.1"
