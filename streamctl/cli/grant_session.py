@@ -8,7 +8,9 @@ with a matching approved approval when the user has one.
 
 from __future__ import annotations
 
+import os
 import secrets
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -156,6 +158,29 @@ def upload_pending(session: Session) -> None:
         pass
 
 
+#: How often a running tunnel asks the server whether its grant was revoked.
+GRANT_POLL_SECONDS = float(os.environ.get("STREAMCTL_GRANT_POLL_SECONDS", "30"))
+
+
+def _watch_revocation(
+    session: Session, grant_id: str, handle: TunnelThread, stop: threading.Event
+) -> None:
+    """Poll the grant's status and end the tunnel once the server says it was revoked.
+
+    An unreachable server does not end the tunnel: the grant still expires on its own
+    deadline, and the poll simply tries again next interval.
+    """
+    client = session.client()
+    while not stop.wait(GRANT_POLL_SECONDS):
+        try:
+            status = client.grant_status(grant_id)
+        except ClientError:
+            continue
+        if status.get("revoked"):
+            handle.revoke(f"grant {grant_id} was revoked on the access server")
+            return
+
+
 @contextmanager
 def local_tunnel(
     session: Session, issued: IssuedGrant, *, port: int = 0, record: bool = True
@@ -196,6 +221,7 @@ def local_tunnel(
         on_notice=on_notice,
     )
     handle = TunnelThread(tunnel)
+    stop_watching = threading.Event()
     reason = "stopped by the user"
     try:
         try:
@@ -207,9 +233,17 @@ def local_tunnel(
                 f"the tunnel could not listen: {exc.strerror or exc}",
                 hint="pick another --port, or 0 for a free one",
             ) from exc
+        watcher = threading.Thread(
+            target=_watch_revocation,
+            args=(session, issued.grant_id, handle, stop_watching),
+            name="grant-revocation-watch",
+            daemon=True,
+        )
+        watcher.start()
         yield RunningTunnel(bootstrap, tunnel, handle, recorder)
         reason = tunnel.stop_reason or "closed"
     finally:
+        stop_watching.set()
         handle.stop(reason)
         if recorder is not None:
             recorder.seal(tunnel.stop_reason or reason)

@@ -274,3 +274,26 @@ def test_connect_exec_fills_in_the_bootstrap_for_kcat(people: dict[str, User],
     brokers = re.findall(r"broker \d+ at (\S+)", ran.out)
     assert brokers and all(b.startswith("127.0.0.1:") for b in brokers)
     assert bootstrap.split(":")[0] == "127.0.0.1"
+
+
+def test_revoking_the_grant_ends_a_running_tunnel(people: dict[str, User],
+                                                  topics: dict[str, str]) -> None:
+    """`grant revoke` on the server ends the tunnel using it at the next status poll."""
+    alice = people["alice"]
+    orders = topics["orders"]
+    process = subprocess.Popen(
+        [STREAMCTL, "connect", orders, "--read", "--ttl", "10m", "-o", "json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=alice.env(STREAMCTL_GRANT_POLL_SECONDS="0.5"),
+    )
+    try:
+        assert process.stdout is not None
+        info = json.loads(process.stdout.readline())
+        revoked = alice.run("grant", "revoke", info["grant_id"])
+        assert revoked.code == 0, revoked.err
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert f"grant {info['grant_id']} was revoked" in err.decode()
+    assert alice.run("status", "-o", "json").out.count(info["bootstrap"]) == 0
