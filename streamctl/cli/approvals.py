@@ -183,8 +183,7 @@ def request_approval(
     duration = parse_duration(for_, what="--for")
     start_at = parse_time(start, what="--start").isoformat() if start else None
     names = [r.strip() for item in reviewers or [] for r in item.split(",") if r.strip()]
-    session = open_session(profile, server)
-    try:
+    with open_session(profile, server) as session:
         client = session.client()
         approval = client.create_approval(
             topics=topics,
@@ -201,8 +200,6 @@ def request_approval(
             )
         if wait and approval.get("status") == "pending":
             approval = wait_for_decision(client, approval)
-    finally:
-        session.close()
     report_decision(approval, fmt)
 
 
@@ -235,11 +232,8 @@ def list_approvals(
 ) -> None:
     """List your approval requests, or with --reviewable the ones waiting for you."""
     fmt = check_output(output)
-    session = open_session(profile, server)
-    try:
+    with open_session(profile, server) as session:
         items = session.client().list_approvals("reviewable" if reviewable else "mine")
-    finally:
-        session.close()
     if fmt == "json":
         print_json(items)
     elif not items:
@@ -260,14 +254,11 @@ def show(
 ) -> None:
     """Show one approval request with its reviews."""
     fmt = check_output(output)
-    session = open_session(profile, server)
-    try:
+    with open_session(profile, server) as session:
         client = session.client()
         approval = client.get_approval(approval_id)
         if wait and approval.get("status") == "pending":
             approval = wait_for_decision(client, approval)
-    finally:
-        session.close()
     if wait:
         report_decision(approval, fmt)
     elif fmt == "json":
@@ -288,11 +279,8 @@ def _review(
     output: str | None,
 ) -> None:
     fmt = check_output(output)
-    session = open_session(profile, server)
-    try:
+    with open_session(profile, server) as session:
         approval = session.client().review_approval(approval_id, decision, reason)
-    finally:
-        session.close()
     if fmt == "json":
         print_json(approval)
         return

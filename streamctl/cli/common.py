@@ -241,6 +241,12 @@ class Session:
         if self._client is not None:
             self._client.close()
 
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def read_secret_file(path: str) -> str:
     """A bot secret from a file (never from argv, where `ps` would show it)."""

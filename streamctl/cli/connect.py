@@ -147,8 +147,7 @@ def connect(
     if exec_ is not None and not command:
         raise UsageProblem("--exec needs a command", code="usage")
     ttl_seconds = parse_duration(ttl, what="--ttl") if ttl else None
-    session = open_session(profile, server)
-    try:
+    with open_session(profile, server) as session:
         issued = obtain_grant(
             session,
             topics=topics,
@@ -159,8 +158,6 @@ def connect(
         )
         upload_pending(session)
         _serve(session, issued, fmt=fmt, port=port, command=command)
-    finally:
-        session.close()
 
 
 def _serve(

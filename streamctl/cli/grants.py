@@ -132,8 +132,7 @@ def request(
     fmt = check_output(output)
     ops = operations_from(read, write, operation)
     ttl_seconds = parse_duration(ttl, what="--ttl") if ttl else None
-    session = open_session(profile, server)
-    try:
+    with open_session(profile, server) as session:
         grant = session.client().request_grant(
             topics=topics,
             operations=ops,
@@ -142,8 +141,6 @@ def request(
             cluster=cluster or session.settings.get("cluster"),
             approval_id=approval,
         )
-    finally:
-        session.close()
     if fmt == "json":
         print_json(grant)
         return
@@ -166,11 +163,8 @@ def list_grants(
 ) -> None:
     """List your grants (active ones unless --all)."""
     fmt = check_output(output)
-    session = open_session(profile, server)
-    try:
+    with open_session(profile, server) as session:
         grants = session.client().list_grants()
-    finally:
-        session.close()
     if not all_:
         now = time.time()
         grants = [
@@ -199,11 +193,8 @@ def status(
 ) -> None:
     """Show whether a grant is still active."""
     fmt = check_output(output)
-    session = open_session(profile, server)
-    try:
+    with open_session(profile, server) as session:
         info = session.client().grant_status(grant_id)
-    finally:
-        session.close()
     if fmt == "json":
         print_json(info)
     else:
@@ -219,11 +210,8 @@ def revoke(
 ) -> None:
     """Revoke a grant before it expires (tunnels using it stop)."""
     fmt = check_output(output)
-    session = open_session(profile, server)
-    try:
+    with open_session(profile, server) as session:
         info = session.client().revoke_grant(grant_id)
-    finally:
-        session.close()
     if fmt == "json":
         print_json(info)
     else:

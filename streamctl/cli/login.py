@@ -171,8 +171,8 @@ def login(
         bot = (client_id, secret)
     elif client_secret_file:
         raise UsageProblem("--client-secret-file needs --client-id", code="usage")
-    session = open_session(profile, server, insecure_storage=insecure_storage or None, bot=bot)
-    try:
+    store_in_file = insecure_storage or None
+    with open_session(profile, server, insecure_storage=store_in_file, bot=bot) as session:
         session.require_server()
         if bot is not None:
             tokens = oidc.client_credentials(
@@ -189,8 +189,6 @@ def login(
         me = client.whoami()
         if bot is None:
             _remember_profile(session, server, insecure_storage)
-    finally:
-        session.close()
     stored_in = (
         "memory only (pass --client-id on every command)"
         if bot is not None
@@ -264,11 +262,8 @@ def _print_identity(info: dict[str, Any]) -> None:
 def whoami(profile: ProfileOpt = None, server: ServerOpt = None, output: OutputOpt = None) -> None:
     """Show who you are logged in as: identity, roles and token expiry."""
     fmt = check_output(output)
-    session = open_session(profile, server)
-    try:
+    with open_session(profile, server) as session:
         info = _identity(session)
-    finally:
-        session.close()
     if fmt == "json":
         print_json(info)
     else:
@@ -278,12 +273,9 @@ def whoami(profile: ProfileOpt = None, server: ServerOpt = None, output: OutputO
 def status(profile: ProfileOpt = None, server: ServerOpt = None, output: OutputOpt = None) -> None:
     """Show your identity plus active grants and the tunnels running on this machine."""
     fmt = check_output(output)
-    session = open_session(profile, server)
-    try:
+    with open_session(profile, server) as session:
         info = _identity(session)
         grants = [g for g in session.client().list_grants() if _is_active(g)]
-    finally:
-        session.close()
     tunnels = [t for t in running_tunnels() if t.get("profile") == session.profile]
     if fmt == "json":
         print_json({**info, "active_grants": grants, "tunnels": tunnels})

@@ -192,8 +192,7 @@ def tail(
     from streamctl.cli.common import parse_duration
 
     ttl_seconds = parse_duration(ttl, what="--ttl") if ttl else None
-    session = open_session(profile, server)
-    try:
+    with open_session(profile, server) as session:
         issued = obtain_grant(
             session,
             topics=[topic],
@@ -223,8 +222,6 @@ def tail(
                 pass
             if fmt == "table" and count == 0:
                 note(f"No records in {topic} from the chosen position.")
-    finally:
-        session.close()
 
 
 def _consume(

@@ -63,11 +63,8 @@ def list_sessions(
     """List recorded sessions (yours, or everyone's if your role allows)."""
     fmt = check_output(output)
     since_iso = parse_time(since, what="--since").isoformat() if since else None
-    session = open_session(profile, server)
-    try:
+    with open_session(profile, server) as session:
         items = session.client().list_sessions(subject=subject, topic=topic, since=since_iso)
-    finally:
-        session.close()
     if fmt == "json":
         print_json(items)
         return
@@ -98,13 +95,10 @@ def show(
 ) -> None:
     """Show one session's details and its events."""
     fmt = check_output(output)
-    session = open_session(profile, server)
-    try:
+    with open_session(profile, server) as session:
         client = session.client()
         info = client.get_session(session_id)
         events = client.session_events(session_id)
-    finally:
-        session.close()
     if fmt == "json":
         print_json({**info, "events": events})
         return
@@ -194,11 +188,8 @@ def play(
     """Replay a session in the terminal with its timing, connection by connection."""
     if speed < 0:
         raise UsageProblem("--speed must be 0 or more", code="usage")
-    session = open_session(profile, server)
-    try:
+    with open_session(profile, server) as session:
         events = session.client().session_events(session_id)
-    finally:
-        session.close()
     if not events:
         note(f"Session {session_id} has no events.")
         return
@@ -234,11 +225,8 @@ def sync(
     fmt = check_output(output)
     from streamctl.cli.transcripts import sync_spool
 
-    session = open_session(profile, server)
-    try:
+    with open_session(profile, server) as session:
         outcomes = sync_spool(session)
-    finally:
-        session.close()
     if fmt == "json":
         print_json(outcomes)
         return
@@ -264,11 +252,8 @@ def _who(
     fmt = check_output(output)
     if partition < 0 or offset < 0:
         raise UsageProblem("PARTITION and OFFSET must be 0 or more", code="usage")
-    session = open_session(profile, server)
-    try:
+    with open_session(profile, server) as session:
         answer = session.client().audit(which, topic, partition, offset)
-    finally:
-        session.close()
     if fmt == "json":
         print_json(answer)
         return
