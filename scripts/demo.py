@@ -16,6 +16,7 @@ import os
 import re
 import secrets
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -35,7 +36,7 @@ from tests.harness.kafka import KafkaCluster  # noqa: E402
 from tests.harness.processes import SupervisedProcess, free_port  # noqa: E402
 
 STREAMCTL = str(Path(sys.executable).with_name("streamctl"))
-DEMO_DIR = REPO / ".demo"
+DEMO_DIR = Path(os.environ.get("STREAMCTL_DEMO_DIR") or REPO / ".demo")
 BOLD, DIM, GREEN, RED, CYAN, RESET = (
     "\033[1m",
     "\033[2m",
@@ -219,6 +220,10 @@ class Stack:
 
 def start_stack(workdir: Path, bootstrap: str | None) -> Stack:
     """Broker (unless given), server config from `streamctl server init`, server process, topics."""
+    # A demo always starts from scratch: stale broker data or server state from an earlier
+    # run (with other passwords) would only get in the way.
+    for stale in ("kafka", "server", "alice", "bob"):
+        shutil.rmtree(workdir / stale, ignore_errors=True)
     workdir.mkdir(parents=True, exist_ok=True)
     kafka: KafkaCluster | None = None
     if bootstrap is None:
@@ -242,26 +247,25 @@ def _start_server(stack: Stack) -> None:
     passwords = {"alice": secrets.token_urlsafe(12), "bob": secrets.token_urlsafe(12)}
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    if not (server_dir / "server.yaml").exists():
-        subprocess.run(
-            [
-                STREAMCTL,
-                "server",
-                "init",
-                str(server_dir),
-                "--issuer-url",
-                url,
-                "--port",
-                str(port),
-            ],
-            check=True,
-            capture_output=True,
-            env={
-                **os.environ,
-                "STREAMCTL_ALICE_PASSWORD": passwords["alice"],
-                "STREAMCTL_BOB_PASSWORD": passwords["bob"],
-            },
-        )
+    subprocess.run(
+        [
+            STREAMCTL,
+            "server",
+            "init",
+            str(server_dir),
+            "--issuer-url",
+            url,
+            "--port",
+            str(port),
+        ],
+        check=True,
+        capture_output=True,
+        env={
+            **os.environ,
+            "STREAMCTL_ALICE_PASSWORD": passwords["alice"],
+            "STREAMCTL_BOB_PASSWORD": passwords["bob"],
+        },
+    )
     settings = yaml.safe_load((server_dir / "server.yaml").read_text())
     settings.update(issuer_url=url, port=port, device_poll_interval_seconds=1)
     (server_dir / "server.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
