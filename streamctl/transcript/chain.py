@@ -32,6 +32,9 @@ class HashChain:
     def __init__(self, *, next_seq: int = 0, prev: str = ZERO_HASH) -> None:
         self.next_seq = next_seq
         self.head = prev
+        #: The canonical bytes of the last appended event: hashed for the link, and reused by
+        #: the spool so an event is serialised for the chain and the disk only once.
+        self.last_line = b""
 
     def append(self, event_type: str, ts: float, fields: Mapping[str, Any]) -> Event:
         """Seal `fields` into the next event of the chain and advance the head."""
@@ -41,7 +44,8 @@ class HashChain:
         event: Event = dict(fields)
         event.update(seq=self.next_seq, ts=round(ts, 6), type=event_type, prev=self.head)
         event["hash"] = event_hash(event)
-        self.head = link_of(event)
+        self.last_line = canonical_json(event)
+        self.head = hashlib.sha256(self.last_line).hexdigest()
         self.next_seq += 1
         return event
 

@@ -420,7 +420,7 @@ class TranscriptRecorder:
         seq, head = self._chain.next_seq, self._chain.head
         event = self._chain.append(event_type.value, self._clock() if ts is None else ts, fields)
         try:
-            self._writer.append(event)
+            self._writer.append(event, self._chain.last_line)
         except OSError:
             # Not in the file (disk full?): undo it, so the chain on disk stays unbroken,
             # and say in the seal how many events were lost.

@@ -104,9 +104,13 @@ class SpoolWriter:
         self.synced_events = 0
         self._written_events = 0
 
-    def append(self, event: Event) -> None:
-        """Write one event line now; fsync inline when that mode is on and the interval passed."""
-        line = canonical_json(event) + b"\n"
+    def append(self, event: Event, canonical: bytes | None = None) -> None:
+        """Write one event line now; fsync inline when that mode is on and the interval passed.
+
+        `canonical` is the event's canonical JSON when the caller already has it (the chain
+        computed it to hash the event), so it is not serialised a second time.
+        """
+        line = (canonical if canonical is not None else canonical_json(event)) + b"\n"
         with self._lock:
             fd = self._require_open()
             view = memoryview(line)

@@ -123,11 +123,11 @@ def test_a_failed_spool_write_leaves_the_chain_unbroken(
     real_append = rec._writer.append
     calls = {"n": 0}
 
-    def flaky(event: dict[str, object]) -> None:
+    def flaky(event: dict[str, object], canonical: bytes | None = None) -> None:
         calls["n"] += 1
         if calls["n"] == 2:
             raise OSError(28, "No space left on device")
-        real_append(event)
+        real_append(event, canonical)
 
     monkeypatch.setattr(rec._writer, "append", flaky)
     rec.on_request("c1", Summary(), Verdict())
