@@ -293,7 +293,16 @@ def _review(
 @approvals_app.command("approve", epilog=help_epilog())
 def approve(
     approval_id: Annotated[str, typer.Argument(help="The approval id.", metavar="APPROVAL_ID")],
-    reason: ReasonOpt = None,
+    reason: Annotated[
+        str | None,
+        typer.Option(
+            "--reason",
+            "-r",
+            envvar="STREAMCTL_REASON",
+            help="Why you approve (the requester sees it; required when the policy says so).",
+            metavar="TEXT",
+        ),
+    ] = None,
     profile: ProfileOpt = None,
     server: ServerOpt = None,
     output: OutputOpt = None,

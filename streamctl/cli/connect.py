@@ -124,6 +124,7 @@ def connect(
         str | None,
         typer.Option(
             "--exec",
+            envvar="STREAMCTL_CONNECT_EXEC",
             help="Run this client command with STREAMCTL_BOOTSTRAP and KAFKA_BOOTSTRAP_SERVERS "
             "set, then stop with its exit code (e.g. --exec 'kcat -b $STREAMCTL_BOOTSTRAP -L').",
             metavar="CMD",

@@ -369,7 +369,12 @@ def produce(
             metavar="KEY=VALUE",
         ),
     ] = None,
-    partition: PartitionOpt = None,
+    partition: Annotated[
+        int | None,
+        typer.Option(
+            "--partition", "-P", help="Write every record to this partition.", metavar="N"
+        ),
+    ] = None,
     ttl: TtlOpt = None,
     reason: ReasonOpt = None,
     approval: ApprovalOpt = None,
