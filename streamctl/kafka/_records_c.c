@@ -246,7 +246,7 @@ typedef struct {
     PyObject *headers; /* decode mode only: a new reference */
 } Parsed;
 
-/* One record at *pos for _decode_records (build_headers) or _layout_records. The two
+/* One record at *pos for decode_records (decode: 1, headers built) or record_layout. The two
  * Python functions differ in a few reads and checks; each mode follows its own. */
 static int
 parse_record(const Input *in, int64_t *pos, int64_t size, PyObject *base_offset, int decode,

@@ -653,7 +653,10 @@ _UNZIGZAG: list[int] = [(raw >> 1) ^ -(raw & 1) for raw in range(1 << 14)]
 
 
 def _read_varint(buf: bytes, pos: int, max_bytes: int = 5) -> tuple[int, int]:
-    """Zigzag varint of at most `max_bytes` bytes (5: int32, 10: int64): (value, new position)."""
+    """Zigzag varint of at most `max_bytes` bytes (5: int32, 10: int64): (value, new position).
+
+    A ten-byte varlong must fit in 64 bits: a re-encoded wider one would be invalid.
+    """
     v = 0
     shift = 0
     limit = 7 * max_bytes
