@@ -138,6 +138,7 @@ static int
 parse_headers(const Input *in, int64_t *pos, int64_t rec_end, PyObject **out)
 {
     int64_t count, n;
+    const int64_t array_start = *pos;
     int rc = read_varint(in, pos, 5, &count);
     if (rc) {
         return rc;
@@ -148,6 +149,14 @@ parse_headers(const Input *in, int64_t *pos, int64_t rec_end, PyObject **out)
     }
     PyObject *headers = NULL;
     if (out != NULL) {
+        /* Walk the array once without building anything, so a header count that only the
+         * record's length bounds (millions, in a well-compressed batch) costs no memory
+         * before it is known to be real. */
+        int64_t probe = array_start;
+        rc = parse_headers(in, &probe, rec_end, NULL);
+        if (rc) {
+            return rc;
+        }
         headers = PyTuple_New((Py_ssize_t)count);
         if (headers == NULL) {
             return ERR;
@@ -416,6 +425,10 @@ new_record(const Input *in, const Parsed *r)
     if (record == NULL) {
         goto fail;
     }
+#if PY_VERSION_HEX >= 0x030E0000
+    /* 3.14 tuples cache their hash; -1 is "not computed" (tp_alloc leaves 0, a hash). */
+    ((PyTupleObject *)record)->ob_hash = -1;
+#endif
     for (int i = 0; i < 6; i++) {
         PyTuple_SET_ITEM(record, i, items[i]);
     }

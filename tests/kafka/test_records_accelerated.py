@@ -372,3 +372,32 @@ def test_no_reference_leaks_on_success_or_error_paths() -> None:
         work()
     gc.collect()
     assert sys.getallocatedblocks() - before < 200
+
+
+def test_decoded_records_hash_like_records_built_in_python() -> None:
+    parts: list[bytes] = []
+    _records_c.encode_records([Record(0, 1, 2, b"k", b"v", (("h", b"x"),))], parts)
+    section = b"".join(parts)
+    (decoded,) = _records_c.decode_records(section, 0, len(section), 1, 0, [])
+    built = Record(0, 1, 2, b"k", b"v", (("h", b"x"),))
+    assert decoded == built
+    assert hash(decoded) == hash(built)
+    assert len({decoded, built}) == 1
+
+
+def test_a_huge_header_count_costs_no_memory_before_it_fails() -> None:
+    """A record whose length allows millions of headers but whose first header is bad."""
+    import tracemalloc
+
+    count = 2_000_000  # bounded only by the record's length (2 bytes per header)
+    body = (b"\x00" + b"\x00" + b"\x00" + b"\x01" + b"\x01"  # attrs, deltas, null key/value
+            + records._zigzag_bytes(count) + b"\x01" + b"\x00" * (count * 2))
+    section = records._zigzag_bytes(len(body)) + body
+    tracemalloc.start()
+    try:
+        with pytest.raises(RecordsError, match="header key length -1"):
+            _records_c.decode_records(section, 0, len(section), 1, 0, [])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000, f"{peak} bytes allocated for a record that was refused"
