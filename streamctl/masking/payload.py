@@ -1,7 +1,9 @@
 """Masking one payload (a record value, key or header value): JSON, text, or binary.
 
 - JSON objects/arrays: field paths are applied, then detectors run over every string (and
-  number, and object key). The document is re-serialised only when something changed.
+  number, and object key). The document is re-serialised whenever a rule's key or a
+  detector's hit is in its text (so duplicate keys cannot smuggle a value past the parser);
+  otherwise the original bytes go out.
 - Other UTF-8 text: detectors run over the text; field paths cannot apply.
 - Anything else is binary: with rules on it, it is replaced whole (fail closed).
 
@@ -92,7 +94,6 @@ def payload_mask(plan: TargetPlan) -> PayloadMask:
         if (first != "{" and first != "[") or "\\" in text:
             return mask_payload(raw, plan, counts)
         document: Any = unparsed
-        changed = False
         for quoted, parents, leaf, spread, mask, name in specs:
             if quoted not in text:
                 continue  # the key is nowhere in the text, so the path reaches nothing
@@ -136,9 +137,11 @@ def payload_mask(plan: TargetPlan) -> PayloadMask:
                     node[leaf] = replacement
                 reached = 1
             counts[name] = counts.get(name, 0) + reached
-            changed = True
-        if not changed:
+        if document is unparsed:
             return raw
+        # A rule's key is in the text, so the document goes out as parsed even when no path
+        # reached anything: raw text could hold a duplicate key that this parser dropped
+        # (it keeps the last) and a first-wins parser downstream would read unmasked.
         try:
             return dumps(document)
         except encode_error:
@@ -167,7 +170,9 @@ def _mask_json(raw: bytes, text: str, plan: TargetPlan, counts: dict[str, int]) 
             document = _slow_loads(text.lstrip("\ufeff"))
         except (ValueError, RecursionError):
             return None
-    changed = bool(detector_rules)  # a hit in the raw text: re-serialise, dropping duplicates
+    # A rule's key or a detector hit is in the raw text: the document goes out re-serialised
+    # from what was parsed and masked, even when no path reached anything, so a duplicate
+    # key that the parser dropped (it keeps the last) cannot carry an unmasked value out.
     for field in fields:
         parents = field.parents
         if parents is None:
@@ -209,7 +214,6 @@ def _mask_json(raw: bytes, text: str, plan: TargetPlan, counts: dict[str, int]) 
                 reached = 1
         if reached:
             counts[field.name] = counts.get(field.name, 0) + reached
-            changed = True
     for rule in detector_rules:
         tally = [0]
         document = _scan(document, rule, tally)
@@ -217,8 +221,6 @@ def _mask_json(raw: bytes, text: str, plan: TargetPlan, counts: dict[str, int]) 
             document = None
         if tally[0]:
             counts[rule.name] = counts.get(rule.name, 0) + tally[0]
-    if not changed:
-        return raw
     try:
         return _fast_dumps(document)
     except orjson.JSONEncodeError:  # NaN is fine, but lone surrogates or huge ints are not

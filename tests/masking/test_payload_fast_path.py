@@ -66,3 +66,39 @@ def test_plans_with_detectors_use_the_general_path() -> None:
     out = payload_mask(plan.value)(b'{"note":"write to bob@example.com"}', counts)
     assert b"bob@example.com" not in out
     assert counts["anywhere"] == 1
+
+
+DUPLICATES = [
+    # the parser keeps the last "customer", which has no email; a first-wins reader would
+    # find the first one's e-mail if the original bytes went out
+    b'{"customer":{"email":"first@dup.example"},"customer":{}}',
+    b'{"customer":{"email":"first@dup.example"},"customer":"gone"}',
+    b'{"items":[{"card":"4111111111111111"}],"items":[]}',
+    b'[{"customer":{"email":"first@dup.example"},"customer":null}]',
+]
+
+
+@pytest.mark.parametrize("raw", DUPLICATES)
+@pytest.mark.parametrize("shortcut", [True, False])
+def test_a_duplicate_key_cannot_carry_an_unmasked_value_out(raw: bytes, shortcut: bool) -> None:
+    masker = GrantMasker(grant_with(
+        rule(name="email", fields=("customer.email",), strategy="redact"),
+        rule(name="card", fields=("items[*].card",), strategy="redact"),
+    ), SECRET)
+    plan = masker._plan("orders")
+    assert plan is not None
+    mask = payload_mask(plan.value) if shortcut else (
+        lambda value, counts: mask_payload(value, plan.value, counts))
+    out = mask(raw, {})
+    assert b"first@dup.example" not in out
+    assert b"4111111111111111" not in out
+
+
+def test_a_document_without_any_rule_key_keeps_its_bytes() -> None:
+    masker = GrantMasker(grant_with(
+        rule(name="email", fields=("customer.email",), strategy="redact")), SECRET)
+    plan = masker._plan("orders")
+    assert plan is not None
+    raw = b'{ "order" : 1,  "sku" : "A-1" }'
+    assert payload_mask(plan.value)(raw, {}) is raw
+    assert mask_payload(raw, plan.value, {}) is raw
