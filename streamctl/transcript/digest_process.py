@@ -1,0 +1,130 @@
+"""`DigestProcess`: produced-record digests computed in a child process, off the tunnel's GIL.
+
+The tunnel's trio thread and the recorder's worker thread share one GIL. Hashing every
+produced record is CPU-bound Python holding that GIL, so the tunnel waits for it (up to a
+switch interval at a time) while it should be relaying. With the digests in a child
+process, the worker thread only writes the records field to a pipe and waits (GIL
+released) for the hex digests; the tunnel's process is left the cheap part (JSON, chain).
+
+Nothing is lost if the child cannot help: small records fields (where a round trip costs
+more than it saves), a child that fails to start, dies or answers nonsense — each of these
+is digested in this process instead, with the same result. Used from one thread only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import streamctl
+from streamctl.kafka.errors import KafkaProtocolError
+from streamctl.transcript.digests import (
+    DIGESTS,
+    HEX_SIZE,
+    LENGTH,
+    UNDECODABLE,
+    read_exactly,
+    record_digests,
+    split_hex,
+    write_all,
+)
+
+#: Records fields smaller than this are digested in this process (a round trip costs more).
+MIN_CHILD_BYTES = 16 * 1024
+#: Pipe buffer asked for, so a 1 MB produce goes over in few writes (Linux; a hint only).
+_PIPE_SIZE = 1024 * 1024
+#: Seconds the child may take to exit once its stdin is closed.
+_EXIT_WAIT = 5.0
+
+
+class DigestProcess:
+    """A child process that digests records fields; falls back to this process on any trouble."""
+
+    def __init__(self, *, min_child_bytes: int = MIN_CHILD_BYTES) -> None:
+        self.min_child_bytes = min_child_bytes
+        self._proc: subprocess.Popen[bytes] | None = None
+        #: Records fields the child digested (for tests and diagnostics).
+        self.child_calls = 0
+
+    def start(self) -> bool:
+        """Start the child; False (and digests in this process) when it cannot run."""
+        if getattr(sys, "frozen", False) or not sys.executable:
+            return False
+        root = str(Path(streamctl.__file__).resolve().parent.parent)
+        # A minimal environment: the child needs to import streamctl and nothing else, and
+        # must not inherit credentials the parent's environment may hold.
+        env = {"PYTHONPATH": root}
+        for name in ("PYTHONHOME", "PATH", "LANG", "LC_ALL"):
+            if name in os.environ:
+                env[name] = os.environ[name]
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "streamctl.transcript.digests"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                env=env, close_fds=True, start_new_session=True,
+            )
+        except OSError:
+            self._proc = None
+            return False
+        for pipe in (self._proc.stdin, self._proc.stdout):
+            if pipe is not None and hasattr(fcntl, "F_SETPIPE_SZ"):
+                with contextlib.suppress(OSError):
+                    fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
+        return True
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None
+
+    def record_digests(self, records: bytes) -> list[str]:
+        """The same as `digests.record_digests(records)`, computed by the child when it can."""
+        proc = self._proc
+        if proc is None or len(records) < self.min_child_bytes:
+            return record_digests(records)
+        try:
+            kind, payload = self._exchange(proc, records)
+        except (OSError, EOFError, ValueError):
+            self.close()  # a dead or confused child is not asked again
+            return record_digests(records)
+        if kind == DIGESTS:
+            self.child_calls += 1
+            return split_hex(payload.decode("ascii"))
+        if kind == UNDECODABLE:
+            raise KafkaProtocolError(payload.decode("utf-8", "replace"))
+        return record_digests(records)  # the child failed unexpectedly on these bytes
+
+    @staticmethod
+    def _exchange(proc: subprocess.Popen[bytes], records: bytes) -> tuple[bytes, bytes]:
+        assert proc.stdin is not None and proc.stdout is not None
+        write_all(proc.stdin.fileno(), LENGTH.pack(len(records)), records)
+        reader = proc.stdout.fileno()
+        head = read_exactly(reader, 1 + LENGTH.size)
+        if head is None:
+            raise EOFError("the digest process ended")
+        kind = head[:1]
+        (size,) = LENGTH.unpack_from(head, 1)
+        payload = read_exactly(reader, size) if size else b""
+        if payload is None:
+            raise EOFError("the digest process ended")
+        if kind == DIGESTS and (size % HEX_SIZE or not payload.isascii()):
+            raise ValueError("the digest process answered a malformed digest run")
+        return kind, payload
+
+    def close(self) -> None:
+        """Let the child exit (it reads end of stream) and reap it; idempotent."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        for pipe in (proc.stdin, proc.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+        try:
+            proc.wait(_EXIT_WAIT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
