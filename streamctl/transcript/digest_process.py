@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +27,7 @@ from streamctl.transcript.digests import (
     DIGESTS,
     HEX_SIZE,
     LENGTH,
+    READY,
     UNDECODABLE,
     read_exactly,
     record_digests,
@@ -39,6 +41,8 @@ MIN_CHILD_BYTES = 16 * 1024
 _PIPE_SIZE = 1024 * 1024
 #: Seconds the child may take to exit once its stdin is closed.
 _EXIT_WAIT = 5.0
+#: Seconds the child may take to start (import its modules) before it is given up on.
+START_TIMEOUT = 5.0
 
 
 class DigestProcess:
@@ -50,27 +54,42 @@ class DigestProcess:
         #: Records fields the child digested (for tests and diagnostics).
         self.child_calls = 0
 
-    def start(self) -> bool:
-        """Start the child; False (and digests in this process) when it cannot run."""
+    def start(self, timeout: float = START_TIMEOUT) -> bool:
+        """Start the child and wait until it is ready; False (digests here) when it cannot run.
+
+        Waiting here, at session start, keeps the child's start-up (an interpreter and its
+        imports) out of the session's traffic.
+        """
         if getattr(sys, "frozen", False) or not sys.executable:
             return False
+        # The child imports exactly what this process imports (its sys.path, streamctl's own
+        # root first), without site processing, in a minimal environment: it needs nothing
+        # else, and must not inherit credentials the parent's environment may hold.
         root = str(Path(streamctl.__file__).resolve().parent.parent)
-        # A minimal environment: the child needs to import streamctl and nothing else, and
-        # must not inherit credentials the parent's environment may hold.
-        env = {"PYTHONPATH": root}
+        paths = [root] + [p for p in sys.path if p and p != root and os.path.isdir(p)]
+        env = {"PYTHONPATH": os.pathsep.join(paths)}
         for name in ("PYTHONHOME", "PATH", "LANG", "LC_ALL"):
             if name in os.environ:
                 env[name] = os.environ[name]
         try:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-m", "streamctl.transcript.digests"],
+            proc = subprocess.Popen(
+                [sys.executable, "-S", "-m", "streamctl.transcript.digests"],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                 env=env, close_fds=True, start_new_session=True,
             )
         except OSError:
-            self._proc = None
             return False
-        for pipe in (self._proc.stdin, self._proc.stdout):
+        self._proc = proc
+        assert proc.stdout is not None
+        try:
+            ready, _, _ = select.select([proc.stdout], [], [], timeout)
+            if not ready or read_exactly(proc.stdout.fileno(), 1) != READY:
+                raise EOFError("the digest process did not start")
+        except (OSError, EOFError):
+            proc.kill()
+            self.close()
+            return False
+        for pipe in (proc.stdin, proc.stdout):
             if pipe is not None and hasattr(fcntl, "F_SETPIPE_SZ"):
                 with contextlib.suppress(OSError):
                     fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_SIZE)

@@ -6,11 +6,11 @@ the tunnel's process that time is taken under the GIL the tunnel's own thread ne
 `DigestProcess` (see digest_process.py) runs this module as a child process that takes
 the records fields on its stdin and answers the digests on its stdout.
 
-Wire format between the two (both directions, one exchange at a time):
-request `>I length` + the records field; reply one kind byte + `>I length` + payload,
-where kind is b"D" (payload: the hex digests, 64 ASCII characters each, in order), b"E"
-(payload: why the records are undecodable, UTF-8) or b"X" (an unexpected failure: the
-caller digests in its own process instead).
+Wire format between the two, one exchange at a time: the child first writes the READY
+byte; then each request is `>I length` + a records field, and each reply one kind byte +
+`>I length` + payload, where kind is b"D" (payload: the hex digests, 64 ASCII characters
+each, in order), b"E" (payload: why the records are undecodable, UTF-8) or b"X" (an
+unexpected failure: the caller digests in its own process instead).
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ _NULL_LENGTH = b"\xff\xff\xff\xff"
 LENGTH = struct.Struct(">I")
 #: Reply kinds of the child process.
 DIGESTS, UNDECODABLE, FAILED = b"D", b"E", b"X"
+#: The child's first byte: imports done, ready for requests.
+READY = b"R"
 #: Hex characters per digest.
 HEX_SIZE = 64
 
@@ -105,6 +107,7 @@ def answer(records: bytes) -> tuple[bytes, bytes]:
 
 def serve(reader: int, writer: int) -> None:
     """Answer requests until the parent closes its end (it exited or stopped recording)."""
+    write_all(writer, READY)
     while True:
         head = read_exactly(reader, LENGTH.size)
         if head is None:

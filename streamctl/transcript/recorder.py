@@ -196,7 +196,12 @@ class TranscriptRecorder:
         self._worker: threading.Thread | None = None
         #: Computes produced-record digests; the worker swaps in a DigestProcess's when it can.
         self._digests_of: Callable[[bytes], list[str]] = record_digests
-        self._digest_process = DigestProcess() if threaded and digest_process else None
+        self._digest_process: DigestProcess | None = None
+        if threaded and digest_process:
+            helper = DigestProcess()
+            if helper.start():  # before the worker starts, which then owns it
+                self._digest_process = helper
+                self._digests_of = helper.record_digests
         if threaded:
             self._queue = queue.Queue(maxsize=max_queued)
             self._worker = threading.Thread(target=self._drain, name="transcript", daemon=True)
@@ -251,15 +256,12 @@ class TranscriptRecorder:
 
     def _drain(self) -> None:
         assert self._queue is not None
-        helper = self._digest_process
-        if helper is not None and helper.start():
-            self._digests_of = helper.record_digests
         try:
             self._drain_queue(self._queue)
         finally:
             self._digests_of = record_digests
-            if helper is not None:
-                helper.close()
+            if self._digest_process is not None:
+                self._digest_process.close()
 
     def _drain_queue(self, work: queue.Queue[tuple[Callable[..., None], tuple[Any, ...]] | None],
                      ) -> None:
