@@ -19,6 +19,7 @@ import os
 import select
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import streamctl
@@ -29,10 +30,8 @@ from streamctl.transcript.digests import (
     LENGTH,
     READY,
     UNDECODABLE,
-    read_exactly,
     record_digests,
     split_hex,
-    write_all,
 )
 
 #: Records fields smaller than this are digested in this process (a round trip costs more).
@@ -43,6 +42,8 @@ _PIPE_SIZE = 1024 * 1024
 _EXIT_WAIT = 5.0
 #: Seconds the child may take to start (import its modules) before it is given up on.
 START_TIMEOUT = 5.0
+#: Seconds one exchange may take before the child is given up on (a 1 MB field takes ms).
+EXCHANGE_TIMEOUT = 10.0
 
 
 class DigestProcess:
@@ -80,19 +81,20 @@ class DigestProcess:
         except OSError:
             return False
         self._proc = proc
-        assert proc.stdout is not None
+        assert proc.stdin is not None and proc.stdout is not None
         try:
-            ready, _, _ = select.select([proc.stdout], [], [], timeout)
-            if not ready or read_exactly(proc.stdout.fileno(), 1) != READY:
+            # Non-blocking pipes: every wait for the child is bounded, so a hung child
+            # cannot hang the recording (it is killed and this process takes over).
+            for pipe in (proc.stdin, proc.stdout):
+                os.set_blocking(pipe.fileno(), False)
+                if hasattr(fcntl, "F_SETPIPE_SZ"):
+                    with contextlib.suppress(OSError):
+                        fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
+            if _receive(proc.stdout.fileno(), 1, time.monotonic() + timeout) != READY:
                 raise EOFError("the digest process did not start")
         except (OSError, EOFError):
-            proc.kill()
-            self.close()
+            self.close(kill=True)
             return False
-        for pipe in (proc.stdin, proc.stdout):
-            if pipe is not None and hasattr(fcntl, "F_SETPIPE_SZ"):
-                with contextlib.suppress(OSError):
-                    fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
         return True
 
     @property
@@ -107,7 +109,7 @@ class DigestProcess:
         try:
             kind, payload = self._exchange(proc, records)
         except (OSError, EOFError, ValueError):
-            self.close()  # a dead or confused child is not asked again
+            self.close(kill=True)  # a dead, hung or confused child is not asked again
             return record_digests(records)
         if kind == DIGESTS:
             self.child_calls += 1
@@ -119,25 +121,24 @@ class DigestProcess:
     @staticmethod
     def _exchange(proc: subprocess.Popen[bytes], records: bytes) -> tuple[bytes, bytes]:
         assert proc.stdin is not None and proc.stdout is not None
-        write_all(proc.stdin.fileno(), LENGTH.pack(len(records)), records)
+        deadline = time.monotonic() + EXCHANGE_TIMEOUT
+        _send(proc.stdin.fileno(), (LENGTH.pack(len(records)), records), deadline)
         reader = proc.stdout.fileno()
-        head = read_exactly(reader, 1 + LENGTH.size)
-        if head is None:
-            raise EOFError("the digest process ended")
+        head = _receive(reader, 1 + LENGTH.size, deadline)
         kind = head[:1]
         (size,) = LENGTH.unpack_from(head, 1)
-        payload = read_exactly(reader, size) if size else b""
-        if payload is None:
-            raise EOFError("the digest process ended")
+        payload = _receive(reader, size, deadline) if size else b""
         if kind == DIGESTS and (size % HEX_SIZE or not payload.isascii()):
             raise ValueError("the digest process answered a malformed digest run")
         return kind, payload
 
-    def close(self) -> None:
-        """Let the child exit (it reads end of stream) and reap it; idempotent."""
+    def close(self, *, kill: bool = False) -> None:
+        """Let the child exit (it reads end of stream), or kill it, and reap it; idempotent."""
         proc, self._proc = self._proc, None
         if proc is None:
             return
+        if kill:
+            proc.kill()
         for pipe in (proc.stdin, proc.stdout):
             if pipe is not None:
                 with contextlib.suppress(OSError):
@@ -147,3 +148,40 @@ class DigestProcess:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def _wait(fd: int, event: int, deadline: float) -> None:
+    """Wait until fd is ready for `event` (POLLIN/POLLOUT); TimeoutError at the deadline."""
+    left = deadline - time.monotonic()
+    poller = select.poll()
+    poller.register(fd, event)
+    if left <= 0 or not poller.poll(left * 1000):
+        raise TimeoutError("the digest process did not answer in time")
+
+
+def _send(fd: int, parts: tuple[bytes, ...], deadline: float) -> None:
+    """Write every part to the non-blocking fd, waiting at most until the deadline."""
+    for part in parts:
+        view = memoryview(part)
+        while view:
+            try:
+                view = view[os.write(fd, view) :]
+            except BlockingIOError:
+                _wait(fd, select.POLLOUT, deadline)
+
+
+def _receive(fd: int, count: int, deadline: float) -> bytes:
+    """Exactly `count` bytes from the non-blocking fd; EOFError if the child's end closed."""
+    buf = bytearray(count)
+    view = memoryview(buf)
+    got = 0
+    while got < count:
+        try:
+            n = os.readv(fd, [view[got:]])
+        except BlockingIOError:
+            _wait(fd, select.POLLIN, deadline)
+            continue
+        if n == 0:
+            raise EOFError("the digest process ended")
+        got += n
+    return bytes(buf)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 from streamctl.kafka.errors import KafkaProtocolError
 from streamctl.kafka.records import Compression
+from streamctl.transcript import digest_process
 from streamctl.transcript.chain import verify_chain
 from streamctl.transcript.digest_process import DigestProcess
 from streamctl.transcript.digests import record_digests
@@ -66,6 +68,20 @@ def test_a_dead_child_falls_back_to_this_process(helper: DigestProcess) -> None:
     assert helper.record_digests(data) == record_digests(data)
     assert not helper.running and helper.child_calls == 0
     assert helper.record_digests(data) == record_digests(data)
+
+
+def test_a_hung_child_is_killed_and_this_process_takes_over(
+    helper: DigestProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(digest_process, "EXCHANGE_TIMEOUT", 0.5)
+    data = big_batch()
+    proc = helper._proc
+    assert proc is not None
+    os.kill(proc.pid, signal.SIGSTOP)  # alive but never answering
+    started = time.monotonic()
+    assert helper.record_digests(data) == record_digests(data)
+    assert time.monotonic() - started < 5
+    assert not helper.running and proc.poll() is not None  # killed and reaped
 
 
 def test_small_fields_stay_in_this_process() -> None:
