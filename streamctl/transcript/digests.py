@@ -23,7 +23,12 @@ import struct
 from streamctl.kafka.errors import KafkaProtocolError
 from streamctl.kafka.records import LAYOUT_STRIDE, decode_sections, record_layout
 
+if LAYOUT_STRIDE != 7:  # record_digests unpacks seven layout ints per record
+    raise ImportError(f"record_layout has {LAYOUT_STRIDE} ints per record, not 7")
+
 _NULL_LENGTH = b"\xff\xff\xff\xff"
+#: A key or value length as `record_digest` hashes it.
+_LENGTH_FIELD = struct.Struct(">i")
 LENGTH = struct.Struct(">I")
 #: Reply kinds of the child process.
 DIGESTS, UNDECODABLE, FAILED = b"D", b"E", b"X"
@@ -41,28 +46,28 @@ def record_digests(records: bytes) -> list[str]:
     """
     sections, _tail = decode_sections(records, verify_crc=False)
     sha256 = hashlib.sha256
+    length = _LENGTH_FIELD.pack
     null = _NULL_LENGTH
     digests: list[str] = []
     append = digests.append
     for section in sections:
         layout = record_layout(section)
         buf = section.data
-        for i in range(0, len(layout) - 1, LAYOUT_STRIDE):
-            key_len = layout[i + 3]
-            value_len = layout[i + 6]
-            if key_len < 0:
-                head = null
-            else:
-                key_pos = layout[i + 2]
-                head = key_len.to_bytes(4, "big") + buf[key_pos : key_pos + key_len]
-            if value_len < 0:
-                append(sha256(head + null).hexdigest())
-            else:
-                value_pos = layout[i + 5]
-                digest = sha256(head)
-                digest.update(value_len.to_bytes(4, "big"))
+        fields = iter(layout)  # LAYOUT_STRIDE ints per record, then the end (left out by zip)
+        for _s, _b, key_pos, key_len, _v, value_pos, value_len in zip(
+            fields, fields, fields, fields, fields, fields, fields, strict=False
+        ):
+            if key_len >= 0 and value_len >= 0:
+                digest = sha256(length(key_len))
+                digest.update(buf[key_pos : key_pos + key_len])
+                digest.update(length(value_len))
                 digest.update(buf[value_pos : value_pos + value_len])
                 append(digest.hexdigest())
+            else:
+                head = null if key_len < 0 else length(key_len) + buf[key_pos : key_pos + key_len]
+                tail = (null if value_len < 0
+                        else length(value_len) + buf[value_pos : value_pos + value_len])
+                append(sha256(head + tail).hexdigest())
     return digests
 
 
