@@ -1,8 +1,10 @@
 """`TranscriptRecorder`: the tunnel's SessionObserver that writes the session's transcript.
 
-Called on the tunnel's hot path, so it stays cheap: produced records are decoded only to
-digest their raw key and value bytes (no masking, no re-encoding, no CRC check), and
-fetched data is described from batch headers alone, without decompressing.
+Called on the tunnel's hot path, so it stays cheap: each callback only queues its
+arguments for a worker thread. Produced records are decoded only to digest their raw key
+and value bytes (no masking, no re-encoding, no CRC check), by a `DigestProcess` child
+when one runs, so that hashing does not hold the GIL the tunnel's thread needs; fetched
+data is described from batch headers alone, without decompressing.
 Nothing from a record's content is stored, only digests, offsets, counts and sizes.
 """
 
