@@ -66,6 +66,8 @@ class VerdictLike(Protocol):
     def reason(self) -> str: ...
 
 
+#: One queued callback: the handler and its arguments.
+_Work = tuple[Callable[..., None], tuple[Any, ...]]
 #: Callbacks the worker may lag behind before the tunnel waits for it.
 DEFAULT_MAX_QUEUED = 1024
 #: Digests per produced event; a bigger batch is recorded as several events (small uploads).
@@ -194,9 +196,9 @@ class TranscriptRecorder:
             self._sync.start()
         self.worker_errors = 0
         self._stopped = False
-        self._queue: queue.Queue[tuple[Callable[..., None], tuple[Any, ...]] | None] | None = None
+        self._queue: queue.Queue[_Work | None] | None = None
         self._worker: threading.Thread | None = None
-        #: Computes produced-record digests; the worker swaps in a DigestProcess's when it can.
+        #: Computes produced-record digests: a DigestProcess's when its child runs.
         self._digests_of: Callable[[bytes], list[str]] = record_digests
         self._digest_process: DigestProcess | None = None
         if threaded and digest_process:
@@ -265,8 +267,7 @@ class TranscriptRecorder:
             if self._digest_process is not None:
                 self._digest_process.close()
 
-    def _drain_queue(self, work: queue.Queue[tuple[Callable[..., None], tuple[Any, ...]] | None],
-                     ) -> None:
+    def _drain_queue(self, work: queue.Queue[_Work | None]) -> None:
         while True:
             item = work.get()
             try:
