@@ -20,7 +20,12 @@ from bench import kafka_python_codecs
 from bench.data import BASE_TIMESTAMP, json_records
 from bench.framework import BenchOptions, SectionResult, best_of
 from streamctl.kafka.compression import Compression
-from streamctl.kafka.records import CRC32C_HARDWARE, decode_batches, encode_batch
+from streamctl.kafka.records import (
+    CRC32C_HARDWARE,
+    RECORDS_ACCELERATED,
+    decode_batches,
+    encode_batch,
+)
 
 RECORDS = 1000
 BATCH_LIMIT = 1 << 24
@@ -109,4 +114,8 @@ def run(options: BenchOptions) -> SectionResult:
         "CRC32C and compression are still redone."
     )
     result.notes.append(f"CRC32C: crc32c C extension, hardware instructions: {CRC32C_HARDWARE}")
+    result.notes.append(
+        f"Record loops in the C accelerator: {RECORDS_ACCELERATED}"
+        + ("" if RECORDS_ACCELERATED else " (pure Python: STREAMCTL_PURE_PYTHON or no build)")
+    )
     return result

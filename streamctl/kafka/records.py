@@ -22,11 +22,17 @@ Layout (all big-endian; CRC32C covers attributes to the end of the batch):
 A truncated final batch (normal at the end of a Fetch response) is returned as an untouched
 tail. Legacy magic 0/1 message sets are never rewritten: `decode_batches` reports them with
 `LegacyRecordsError` and `iter_batch_headers` describes them so a caller can pass them on.
+
+The three per-record loops (decode, encode, layout) also exist in C, in the `_records_c`
+extension built with the package: the functions here are the reference it must match
+exactly and the fallback when it is missing or STREAMCTL_PURE_PYTHON=1 is set.
+`RECORDS_ACCELERATED` says which one runs.
 """
 
 from __future__ import annotations
 
 import operator
+import os
 import struct
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +52,7 @@ from streamctl.kafka.errors import KafkaProtocolError
 __all__ = [
     "CRC32C_HARDWARE",
     "DEFAULT_MAX_DECOMPRESSED",
+    "RECORDS_ACCELERATED",
     "BatchHeader",
     "Compression",
     "Header",
@@ -358,7 +365,7 @@ def _batch_of(opened: RecordSection) -> RecordBatch:
                        section, starts, tuple(records))
 
 
-def _decode_records(
+def _py_decode_records(
     buf: bytes, pos: int, size: int, count: int, base_offset: int, starts: list[int]
 ) -> list[Record]:
     """Decode `count` records filling exactly buf[pos:size]; `starts` gets each one's position.
@@ -474,8 +481,13 @@ def record_layout(opened: RecordSection) -> list[int]:
     copied and no object is built per record, for callers that only digest or replace
     values (transcripts, masking).
     """
-    (base_offset, *_, count) = opened.header
-    buf, pos, size = opened.data, opened.start, opened.end
+    header = opened.header
+    return _layout_records(opened.data, opened.start, opened.end, header[12], header[0])
+
+
+def _py_layout_records(buf: bytes, pos: int, size: int, count: int, base_offset: int
+                       ) -> list[int]:
+    """`record_layout` of the `count` records filling exactly buf[pos:size]."""
     layout: list[int] = []
     add = layout.extend
     table = _UNZIGZAG
@@ -641,7 +653,10 @@ _UNZIGZAG: list[int] = [(raw >> 1) ^ -(raw & 1) for raw in range(1 << 14)]
 
 
 def _read_varint(buf: bytes, pos: int, max_bytes: int = 5) -> tuple[int, int]:
-    """Zigzag varint of at most `max_bytes` bytes (5: int32, 10: int64): (value, new position)."""
+    """Zigzag varint of at most `max_bytes` bytes (5: int32, 10: int64): (value, new position).
+
+    A ten-byte varlong must fit in 64 bits: a re-encoded wider one would be invalid.
+    """
     v = 0
     shift = 0
     limit = 7 * max_bytes
@@ -650,6 +665,8 @@ def _read_varint(buf: bytes, pos: int, max_bytes: int = 5) -> tuple[int, int]:
         pos += 1
         v |= (b & 0x7F) << shift
         if b < 0x80:
+            if shift == 63 and b > 1:
+                raise RecordsError("varint does not fit in 64 bits")
             return (v >> 1) ^ -(v & 1), pos
         shift += 7
         if shift >= limit:
@@ -764,7 +781,7 @@ def _reuse_or_encode(records: Sequence[Record], originals: Sequence[Record], sou
         i = j
 
 
-def _encode_records(records: Sequence[Record], parts: list[bytes]) -> None:
+def _py_encode_records(records: Sequence[Record], parts: list[bytes]) -> None:
     """Append the records section's pieces to `parts`; small varints come from a table.
 
     Deltas and lengths in 0..8191 (the zigzag of a non-negative n is 2n) are looked up
@@ -810,3 +827,36 @@ def _encode_headers(headers: Sequence[Header]) -> bytes:
             parts.append(_zigzag_bytes(len(hvalue)))
             parts.append(bytes(hvalue))
     return b"".join(parts)
+
+
+_decode_records: Callable[[bytes, int, int, int, int, list[int]], list[Record]]
+_encode_records: Callable[[Sequence[Record], list[bytes]], None]
+_layout_records: Callable[[bytes, int, int, int, int], list[int]]
+
+
+def _select_implementation(accelerated: bool) -> bool:
+    """Run the hot loops in C when asked and the extension imports, else in Python.
+
+    Returns (and sets RECORDS_ACCELERATED to) whether C is now in use; tests call it to run
+    the same checks through both implementations.
+    """
+    global _decode_records, _encode_records, _layout_records, RECORDS_ACCELERATED
+    _decode_records, _encode_records, _layout_records = (
+        _py_decode_records, _py_encode_records, _py_layout_records)
+    RECORDS_ACCELERATED = False
+    if accelerated:
+        try:
+            from streamctl.kafka import _records_c
+        except ImportError:
+            return False
+        _records_c.init(Record, RecordsError)
+        _decode_records, _encode_records, _layout_records = (
+            _records_c.decode_records, _records_c.encode_records, _records_c.record_layout)
+        RECORDS_ACCELERATED = True
+    return RECORDS_ACCELERATED
+
+
+#: True when the C extension runs the record loops; STREAMCTL_PURE_PYTHON=1 turns it off.
+RECORDS_ACCELERATED: bool = _select_implementation(
+    os.environ.get("STREAMCTL_PURE_PYTHON", "") in ("", "0")
+)

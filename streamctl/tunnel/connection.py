@@ -15,6 +15,7 @@ broker; a full channel stops the request pump, which stops reading the client.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -285,6 +286,12 @@ class ClientConnection:
 
     async def _pump_responses(self, pending: trio.MemoryReceiveChannel[_Pending]) -> None:
         frames = FrameReader(self.upstream.stream, self.ctx.max_frame_size, peer="broker")
+        with contextlib.closing(frames):
+            await self._pump_responses_from(frames, pending)
+
+    async def _pump_responses_from(
+        self, frames: FrameReader, pending: trio.MemoryReceiveChannel[_Pending]
+    ) -> None:
         async with pending:
             async for entry in pending:
                 if isinstance(entry, _Local):

@@ -15,6 +15,7 @@ import trio
 
 from streamctl.kafka.errors import BrokerProtocolError, ClientProtocolError
 from streamctl.kafka.framing import FrameBuffer
+from streamctl.tunnel import splice
 
 _SIZE = struct.Struct(">i")
 #: Below this size a frame is written in one piece (a copy is cheaper than a second syscall).
@@ -40,13 +41,25 @@ class FrameReader:
         self._peer = peer
         self._chunk: bytes = b""  # bytes read but not yet handed out start at self._pos
         self._pos = 0
+        self._pipe: splice.SplicePipe | None = None  # for relays that stay in the kernel
 
-    async def _more(self, at_least: int) -> bytes:
-        return bytes(await self._stream.receive_some(max(READ_SIZE, at_least)))
+    def close(self) -> None:
+        """Release what a relay holds (its kernel pipe); the stream itself is the caller's."""
+        if self._pipe is not None:
+            self._pipe.close()
+            self._pipe = None
+
+    async def _more(self, at_least: int, exact: bool = False) -> bytes:
+        return bytes(await self._stream.receive_some(at_least if exact else
+                                                     max(READ_SIZE, at_least)))
 
     async def next_size(self) -> int | None:
-        """Read only the next frame's size (for relaying it); None when the stream ended."""
-        head = await self._take_head()
+        """Read only the next frame's size (for relaying it); None when the stream ended.
+
+        Nothing past the size is read ahead from the socket, so the rest of the frame is
+        still there for `relay` to move without copying it.
+        """
+        head = await self._take_head(exact=True)
         if head is None:
             return None
         (size,) = _SIZE.unpack(head)
@@ -54,11 +67,18 @@ class FrameReader:
         return int(size)
 
     async def take(self, count: int) -> bytes:
-        """The next `count` bytes of the current frame (e.g. a response's correlation id)."""
-        return await self._take_payload(count)
+        """The next `count` bytes of the current frame (e.g. a response's correlation id).
+
+        Like `next_size`, reads no further than asked.
+        """
+        return await self._take_payload(count, exact=True)
 
     async def relay(self, count: int, sink: trio.abc.SendStream) -> None:
-        """Forward the next `count` bytes to `sink` as they arrive, without holding them."""
+        """Forward the next `count` bytes to `sink` as they arrive, without holding them.
+
+        Between two plaintext TCP sockets on Linux the bytes go through a kernel pipe
+        (splice) and never enter Python; otherwise they are read and written in chunks.
+        """
         available = len(self._chunk) - self._pos
         if available >= count:
             await sink.send_all(memoryview(self._chunk)[self._pos : self._pos + count])
@@ -68,6 +88,16 @@ class FrameReader:
             await sink.send_all(memoryview(self._chunk)[self._pos :])
         left = count - available
         self._chunk, self._pos = b"", 0
+        if left and splice.AVAILABLE:
+            src, dst = splice.plain_socket(self._stream), splice.plain_socket(sink)
+            if src is not None and dst is not None:
+                if self._pipe is None:
+                    self._pipe = splice.SplicePipe()
+                try:
+                    await self._pipe.move(src, dst, left)
+                except splice.StreamEnded as exc:
+                    raise UnfinishedFrame(available + exc.moved) from None
+                return
         while left > 0:
             data = await self._more(left)
             if not data:
@@ -101,7 +131,7 @@ class FrameReader:
         self._check(size, head)
         return await self._take_payload(size)
 
-    async def _take_head(self) -> bytes | None:
+    async def _take_head(self, exact: bool = False) -> bytes | None:
         available = len(self._chunk) - self._pos
         if available >= 4:
             head = self._chunk[self._pos : self._pos + 4]
@@ -110,7 +140,7 @@ class FrameReader:
         pieces = [self._chunk[self._pos :]]
         got = available
         while got < 4:
-            data = await self._more(4 - got)
+            data = await self._more(4 - got, exact)
             if not data:
                 if got:
                     raise UnfinishedFrame(got)
@@ -121,7 +151,7 @@ class FrameReader:
         self._chunk, self._pos = joined, 4
         return joined[:4]
 
-    async def _take_payload(self, size: int) -> bytes:
+    async def _take_payload(self, size: int, exact: bool = False) -> bytes:
         available = len(self._chunk) - self._pos
         if available >= size:
             start = self._pos
@@ -134,7 +164,7 @@ class FrameReader:
         got = available
         last = b""
         while got < size:
-            data = await self._more(size - got)
+            data = await self._more(size - got, exact)
             if not data:
                 raise UnfinishedFrame(4 + got)
             last = data

@@ -30,6 +30,8 @@ from streamctl.kafka.records import (
 )
 
 CODECS = list(Compression)
+# Every test runs through the C record codec and through the pure-Python reference.
+pytestmark = pytest.mark.usefixtures("record_codec")
 
 header_keys = st.text(max_size=12)
 blobs = st.binary(max_size=300)

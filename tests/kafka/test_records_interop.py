@@ -15,6 +15,8 @@ from streamctl.kafka.records import Record, RecordBatch, decode_batches, encode_
 kafka_python_codecs.install()
 
 CODECS = list(Compression)
+# Every test runs through the C record codec and through the pure-Python reference.
+pytestmark = pytest.mark.usefixtures("record_codec")
 TS = 1_700_000_000_000
 
 
