@@ -12,7 +12,7 @@ from streamctl.tunnel import connection
 from streamctl.tunnel.engine import Tunnel, TunnelThread
 from tests.harness.kafka import KafkaCluster
 from tests.policy.grants import make_grant
-from tests.tunnel.test_hooks import Recorder, raw_fetch
+from tests.tunnel.test_hooks import Recorder, UpperMasker, raw_fetch
 
 
 def test_relayed_fetch_is_reported_with_the_bytes_the_client_got(
@@ -34,7 +34,6 @@ def test_relayed_fetch_is_reported_with_the_bytes_the_client_got(
     with TunnelThread(Tunnel(grant, None, observer=recorder)) as t:
         assert t.bootstrap is not None
         answer = raw_fetch(t.bootstrap, unique_topic)
-        streamed = t.tunnel.stats.bytes_to_clients
     body = decode_response(ApiKey.FETCH, 4, answer, response_body_offset(answer, 0))
     sent = body.responses[0].partitions[0]
     assert sent.error_code == 0 and b"value 4" in sent.records
@@ -44,4 +43,11 @@ def test_relayed_fetch_is_reported_with_the_bytes_the_client_got(
     _conn, _topic, partition, records, error_code, counts = fetched[0]
     assert (partition, error_code, counts) == (0, 0, {})
     assert records == bytes(sent.records)  # exactly what the client received
-    assert streamed >= len(answer)
+
+
+def test_an_observer_alone_keeps_the_fetch_versions_that_relay() -> None:
+    grant = make_grant(topics=("orders",), ops=("read",), bootstrap="127.0.0.1:9")
+    observed = Tunnel(grant, None, observer=Recorder())
+    masked = Tunnel(grant, None, masker=UpperMasker("orders", "none"), observer=Recorder())
+    assert observed.ctx.versions[ApiKey.FETCH][1] == 15  # v16+ answers must be held whole
+    assert masked.ctx.versions[ApiKey.FETCH][1] >= 16
