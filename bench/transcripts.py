@@ -10,7 +10,9 @@ Issue 9, must-show 5. Records are ~300-byte JSON values.
   with a `TranscriptRecorder` spooling to a temp dir (clients in a separate process);
   best of a few wall-clock runs each,
   on and off interleaved so a noisy neighbour hits both. `transcript_on_vs_off_ratio` is
-  the throughput of the whole produce + consume with transcripts on over off.
+  the throughput of the whole produce + consume with transcripts on over off. With
+  transcripts on, the recorder's digest process runs during the timed traffic; it is
+  started (and waited for) when the recorder is made, as a session does at its start.
 """
 
 from __future__ import annotations

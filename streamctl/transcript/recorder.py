@@ -1,14 +1,15 @@
 """`TranscriptRecorder`: the tunnel's SessionObserver that writes the session's transcript.
 
-Called on the tunnel's hot path, so it stays cheap: produced records are decoded only to
-digest their raw key and value bytes (no masking, no re-encoding, no CRC check), and
-fetched data is described from batch headers alone, without decompressing.
+Called on the tunnel's hot path, so it stays cheap: each callback only queues its
+arguments for a worker thread. Produced records are decoded only to digest their raw key
+and value bytes (no masking, no re-encoding, no CRC check), by a `DigestProcess` child
+when one runs, so that hashing does not hold the GIL the tunnel's thread needs; fetched
+data is described from batch headers alone, without decompressing.
 Nothing from a record's content is stored, only digests, offsets, counts and sizes.
 """
 
 from __future__ import annotations
 
-import hashlib
 import queue
 import threading
 import time
@@ -19,13 +20,10 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from streamctl.kafka.errors import KafkaProtocolError
-from streamctl.kafka.records import (
-    LAYOUT_STRIDE,
-    decode_sections,
-    iter_batch_headers,
-    record_layout,
-)
+from streamctl.kafka.records import iter_batch_headers
 from streamctl.transcript.chain import HashChain
+from streamctl.transcript.digest_process import DigestProcess
+from streamctl.transcript.digests import record_digests
 from streamctl.transcript.events import Event, EventType
 from streamctl.transcript.spool import (
     DEFAULT_FLUSH_INTERVAL,
@@ -68,6 +66,8 @@ class VerdictLike(Protocol):
     def reason(self) -> str: ...
 
 
+#: One queued callback: the handler and its arguments.
+_Work = tuple[Callable[..., None], tuple[Any, ...]]
 #: Callbacks the worker may lag behind before the tunnel waits for it.
 DEFAULT_MAX_QUEUED = 1024
 #: Digests per produced event; a bigger batch is recorded as several events (small uploads).
@@ -93,11 +93,19 @@ def split_produced(described: dict[str, Any]) -> list[dict[str, Any]]:
     return parts
 
 
-def describe_produced(records: bytes, base_offset: int, error_code: int) -> dict[str, Any]:
-    """Digest per record and broker-assigned offsets of a produced partition's records."""
+def describe_produced(
+    records: bytes,
+    base_offset: int,
+    error_code: int,
+    digests_of: Callable[[bytes], list[str]] = record_digests,
+) -> dict[str, Any]:
+    """Digest per record and broker-assigned offsets of a produced partition's records.
+
+    `digests_of` computes the digests (`record_digests`, or a `DigestProcess` doing the same).
+    """
     out: dict[str, Any] = {"bytes": len(records)}
     try:
-        digests = record_digests(records)
+        digests = digests_of(records)
     except KafkaProtocolError as exc:
         out.update(record_count=None, digests=[], undecodable=str(exc)[:200])
         return out
@@ -108,42 +116,6 @@ def describe_produced(records: bytes, base_offset: int, error_code: int) -> dict
         out["first_offset"] = base_offset
         out["last_offset"] = base_offset + len(digests) - 1
     return out
-
-
-_NULL_LENGTH = b"\xff\xff\xff\xff"
-
-
-def record_digests(records: bytes) -> list[str]:
-    """`record_digest` of every record in a records field, in order, straight off the bytes.
-
-    The same digests as decoding each record and calling `record_digest(key, value)`, but
-    read from the record layout (no Record objects, no CRC check: the broker checks it).
-    """
-    sections, _tail = decode_sections(records, verify_crc=False)
-    sha256 = hashlib.sha256
-    null = _NULL_LENGTH
-    digests: list[str] = []
-    append = digests.append
-    for section in sections:
-        layout = record_layout(section)
-        buf = section.data
-        for i in range(0, len(layout) - 1, LAYOUT_STRIDE):
-            key_len = layout[i + 3]
-            value_len = layout[i + 6]
-            if key_len < 0:
-                head = null
-            else:
-                key_pos = layout[i + 2]
-                head = key_len.to_bytes(4, "big") + buf[key_pos : key_pos + key_len]
-            if value_len < 0:
-                append(sha256(head + null).hexdigest())
-            else:
-                value_pos = layout[i + 5]
-                digest = sha256(head)
-                digest.update(value_len.to_bytes(4, "big"))
-                digest.update(buf[value_pos : value_pos + value_len])
-                append(digest.hexdigest())
-    return digests
 
 
 def describe_fetched(records: bytes) -> dict[str, Any]:
@@ -185,6 +157,7 @@ class TranscriptRecorder:
         background_sync: bool = True,
         threaded: bool = True,
         max_queued: int = DEFAULT_MAX_QUEUED,
+        digest_process: bool = True,
     ) -> None:
         self.session_id = session_id or uuid.uuid4().hex
         self.subject = subject
@@ -223,8 +196,16 @@ class TranscriptRecorder:
             self._sync.start()
         self.worker_errors = 0
         self._stopped = False
-        self._queue: queue.Queue[tuple[Callable[..., None], tuple[Any, ...]] | None] | None = None
+        self._queue: queue.Queue[_Work | None] | None = None
         self._worker: threading.Thread | None = None
+        #: Computes produced-record digests: a DigestProcess's when its child runs.
+        self._digests_of: Callable[[bytes], list[str]] = record_digests
+        self._digest_process: DigestProcess | None = None
+        if threaded and digest_process:
+            helper = DigestProcess()
+            if helper.start():  # before the worker starts, which then owns it
+                self._digest_process = helper
+                self._digests_of = helper.record_digests
         if threaded:
             self._queue = queue.Queue(maxsize=max_queued)
             self._worker = threading.Thread(target=self._drain, name="transcript", daemon=True)
@@ -279,8 +260,16 @@ class TranscriptRecorder:
 
     def _drain(self) -> None:
         assert self._queue is not None
+        try:
+            self._drain_queue(self._queue)
+        finally:
+            self._digests_of = record_digests
+            if self._digest_process is not None:
+                self._digest_process.close()
+
+    def _drain_queue(self, work: queue.Queue[_Work | None]) -> None:
         while True:
-            item = self._queue.get()
+            item = work.get()
             try:
                 if item is None:
                     return
@@ -289,7 +278,7 @@ class TranscriptRecorder:
             except Exception:  # one bad callback must not stop the session's recording
                 self.worker_errors += 1
             finally:
-                self._queue.task_done()
+                work.task_done()
 
     def flush(self) -> None:
         """Wait until every callback so far is in the spool file."""
@@ -333,7 +322,7 @@ class TranscriptRecorder:
 
     def _record_produced(self, ts: float, conn_id: str, topic: str, partition: int,
                          records: bytes, base_offset: int, error_code: int) -> None:
-        fields = describe_produced(records, base_offset, error_code)
+        fields = describe_produced(records, base_offset, error_code, self._digests_of)
         fields.update(conn=conn_id, topic=topic, partition=partition, error_code=error_code)
         with self._lock:
             self._see_connection(conn_id)

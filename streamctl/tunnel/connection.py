@@ -58,6 +58,7 @@ from streamctl.tunnel.frames import FrameReader, UnfinishedFrame, write_frame
 from streamctl.tunnel.hooks import MASKING_FAILED_ERROR, RecordMasker, SessionObserver
 from streamctl.tunnel.sasl import SaslMechanism
 from streamctl.tunnel.stats import TunnelStats
+from streamctl.tunnel.tee import TeeSendStream
 from streamctl.tunnel.upstream import TUNNEL_CLIENT_ID, Upstream, sasl_exchange_via
 
 log = logging.getLogger("streamctl.tunnel")
@@ -297,7 +298,7 @@ class ClientConnection:
                     await self._to_client(entry.payload)
                     continue
                 if isinstance(entry, _Forwarded) and self._relays(entry.summary):
-                    await self._relay(frames, entry.summary.correlation_id)
+                    await self._relay(frames, entry.summary.correlation_id, entry.summary)
                     continue
                 frame = await self._broker_frame(frames)
                 expected = (
@@ -316,19 +317,25 @@ class ClientConnection:
                 await self._to_client(self._response(entry, frame))
 
     def _relays(self, summary: RequestSummary) -> bool:
-        """Whether the answer needs no look at all, so it can be relayed as it arrives.
+        """Whether the answer needs no change, so it can be relayed as it arrives.
 
-        Only Fetch below v16 (no NodeEndpoints) and only when no masker or observer needs its
-        records: then a 1 MB answer streams through instead of being held whole.
+        Only Fetch below v16 (no NodeEndpoints) and only when no masker needs its records:
+        then a 1 MB answer streams through instead of being held whole. An observer does not
+        stop that: `_relay` keeps a copy and reports the frame once the client has it.
         """
         return (
             summary.api_key == ApiKey.FETCH
             and summary.api_version < 16
             and self.ctx.masker is None
-            and self.ctx.observer is None
         )
 
-    async def _relay(self, frames: FrameReader, correlation_id: int) -> None:
+    async def _relay(
+        self, frames: FrameReader, correlation_id: int, summary: RequestSummary | None = None
+    ) -> None:
+        """Relay one answer as it arrives; with an observer, report it (Fetch) afterwards."""
+        kept: list[bytes] | None = (
+            [] if summary is not None and self.ctx.observer is not None else None
+        )
         try:
             size = await frames.next_size()
             if size is None:
@@ -342,11 +349,33 @@ class ClientConnection:
                     f"broker answered correlation id {got} where {correlation_id} was due"
                 )
             await self.client.send_all(size.to_bytes(4, "big") + head)
-            await frames.relay(size - 4, self.client)
+            sink = self.client if kept is None else TeeSendStream(self.client, kept)
+            await frames.relay(size - 4, sink)
         except UnfinishedFrame as exc:
             raise ConnectionClosed(f"broker closed the connection mid-response ({exc})",
                                    warn=True) from None
         self.ctx.stats.bytes_to_clients += 4 + size
+        if kept is not None and summary is not None:
+            self._record_fetch(summary, head + b"".join(kept))
+
+    def _record_fetch(self, summary: RequestSummary, frame: bytes) -> None:
+        """Tell the observer what a relayed Fetch answer held, partition by partition.
+
+        The client already has the frame; one the codec cannot read ends the connection
+        (BrokerProtocolError), as it would have before relaying.
+        """
+        observer = self.ctx.observer
+        assert observer is not None
+        version = summary.api_version
+        offset = response_body_offset(frame, response_header_version(ApiKey.FETCH, version))
+        body = decode_response(ApiKey.FETCH, version, frame, offset)
+        for topic in body.responses or ():
+            name = self._topic_name(getattr(topic, "topic", None), getattr(topic, "topic_id", None))
+            for part in topic.partitions or ():
+                observer.on_fetched(
+                    self.conn_id, name or str(topic.topic_id), part.partition_index,
+                    bytes(part.records or b""), part.error_code, {},
+                )
 
     async def _to_client(self, payload: bytes) -> None:
         self.ctx.stats.bytes_to_clients += await write_frame(self.client, payload)

@@ -59,7 +59,9 @@ REMOTE_BIND_WARNING = (
 
 
 def _relaying_versions(versions: Mapping[int, tuple[int, int]]) -> dict[int, tuple[int, int]]:
-    """Without hooks, Fetch answers are relayed as they arrive: offer Fetch below v16 only.
+    """Without a masker, Fetch answers are relayed as they arrive: offer Fetch below v16 only.
+
+    (An observer does not change that: a relayed answer is reported from a copy.)
 
     Fetch v16+ answers may end with KIP-951 NodeEndpoints (broker addresses), which can only
     be rewritten once the whole answer is in; clients without them learn a new leader from
@@ -137,7 +139,7 @@ class Tunnel:
             brokers=self.brokers,
             versions=(
                 TUNNEL_VERSIONS
-                if masker is not None or observer is not None
+                if masker is not None
                 else _relaying_versions(TUNNEL_VERSIONS)
             ),
             stats=self.stats,

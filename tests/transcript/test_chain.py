@@ -90,3 +90,22 @@ def test_record_digest_separates_key_and_value() -> None:
     assert record_digest(b"ab", b"c") != record_digest(b"a", b"bc")
     assert record_digest(None, b"x") != record_digest(b"", b"x")
     assert len(record_digest(b"k", None)) == 64
+
+
+def test_one_pass_serialisation_matches_the_definition_whatever_the_fields_hold() -> None:
+    digests = [record_digest(b"k", b"%d" % i) for i in range(40)]
+    awkward: list[dict[str, object]] = [
+        {"client_id": "\x00", "reason": '"hash":"\\u0000",'},
+        {"nested": {"hash": "\x00", "z": 1}},  # the stand-in's text twice: the plain way
+        {"digests": digests, "conn": "\x00"},
+        {"a": [{"hash": "\x00"}], "digests": digests},
+    ]
+    chain = HashChain()
+    events = []
+    for i, fields in enumerate(awkward):
+        event = chain.append("request", 1000.0 + i, fields)
+        assert event["hash"] == event_hash(event)
+        assert chain.last_line == canonical_json(event)
+        assert chain.head == link_of(event)
+        events.append(event)
+    assert verify_chain(events) is None
