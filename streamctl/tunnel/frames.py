@@ -163,13 +163,25 @@ class FrameReader:
         pieces: list[bytes | memoryview] = [view[self._pos :]]
         got = available
         last = b""
-        while got < size:
-            data = await self._more(size - got, exact)
-            if not data:
-                raise UnfinishedFrame(4 + got)
-            last = data
-            pieces.append(data)
-            got += len(data)
+        # A 1 MB Produce arrives a segment at a time; on a TCP socket, ask the kernel to wake
+        # us only once a good part of what is still due is in (never more than is due).
+        sock = splice.plain_socket(self._stream) if size - got > READ_SIZE else None
+        lowat = 1
+        try:
+            while got < size:
+                if sock is not None:
+                    want = min(size - got, splice.WAKE_BYTES)
+                    if want != lowat:
+                        lowat = splice.set_rcvlowat(sock, want)
+                data = await self._more(size - got, exact)
+                if not data:
+                    raise UnfinishedFrame(4 + got)
+                last = data
+                pieces.append(data)
+                got += len(data)
+        finally:
+            if sock is not None and lowat != 1:
+                splice.set_rcvlowat(sock, 1)
         extra = got - size
         if extra:
             pieces[-1] = memoryview(last)[: len(last) - extra]

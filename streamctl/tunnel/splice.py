@@ -24,8 +24,8 @@ AVAILABLE: Final = hasattr(os, "splice") and hasattr(os, "pipe2")
 #: The pipe's capacity is asked for once; Linux lets any process go up to 1 MiB.
 PIPE_SIZE: Final = 1 << 20
 _FLAGS: Final = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
-#: How much of a relayed answer must be waiting before the tunnel wakes up to move it.
-_WAKE_BYTES: Final = 1024 * 1024
+#: How much of a large frame must be waiting before the tunnel wakes up to take it.
+WAKE_BYTES: Final = 1024 * 1024
 
 
 class StreamEnded(Exception):
@@ -108,16 +108,16 @@ class SplicePipe:
                     # A large answer trickles in a segment at a time; waking for each one
                     # costs more than moving it, so wait until a good part of it is there
                     # (never for more than is still due, or the last bytes would never wake us).
-                    want = min(left, _WAKE_BYTES)
+                    want = min(left, WAKE_BYTES)
                     if want != lowat:
-                        lowat = _set_lowat(src, want)
+                        lowat = set_rcvlowat(src, want)
                     await trio.lowlevel.wait_readable(src)
         finally:
             if lowat != 1:
-                _set_lowat(src, 1)
+                set_rcvlowat(src, 1)
 
 
-def _set_lowat(sock: trio.socket.SocketType, size: int) -> int:
+def set_rcvlowat(sock: trio.socket.SocketType, size: int) -> int:
     """Set SO_RCVLOWAT; answers the value in force (1 where the platform refuses it)."""
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, size)

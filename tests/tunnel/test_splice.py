@@ -142,3 +142,31 @@ def test_a_reset_client_is_a_broken_resource() -> None:
             reader.close()
 
     trio.run(main)
+
+
+@pytest.mark.parametrize("size", [300_000, 3 * 1024 * 1024 + 5])
+def test_a_large_frame_read_whole_arrives_in_pieces_and_leaves_the_socket_as_found(
+    size: int,
+) -> None:
+    """Reading a big frame asks to be woken per large piece; the last piece still wakes it."""
+    payload = os.urandom(size)
+
+    async def main() -> None:
+        async with tcp_pair() as (client, tunnel_side):
+            reader = FrameReader(tunnel_side, 64 << 20, "client")
+            wire = encode_frame(payload) + encode_frame(b"small")
+
+            async def trickle() -> None:
+                for start in range(0, len(wire), 50_000):
+                    await client.send_all(wire[start : start + 50_000])
+                    await trio.sleep(0.001)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(trickle)
+                with trio.fail_after(20):
+                    assert await reader.next_payload() == payload
+                    assert await reader.next_payload() == b"small"
+            lowat = tunnel_side.socket.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT)
+            assert lowat == 1
+
+    trio.run(main)
