@@ -52,7 +52,7 @@ def response_header_version(api_key: int, api_version: int) -> int:
     return 1 if response_is_flexible(api_key, api_version) else 0
 
 
-def parse_request_header(frame: bytes) -> RequestHeader:
+def parse_request_header(frame: bytes | bytearray) -> RequestHeader:
     """Read a request header from a frame payload; raise ClientProtocolError if it is invalid."""
     if len(frame) < _FIXED.size + 2:
         raise ClientProtocolError(

@@ -451,7 +451,9 @@ BUILDERS: dict[int, _Builder] = {
 }
 
 
-def refusal_response(frame: bytes, error_code: int, message: str | None = None) -> bytes | None:
+def refusal_response(
+    frame: bytes | bytearray, error_code: int, message: str | None = None
+) -> bytes | None:
     """The response payload (header + body, no size) refusing this request; None for acks=0.
 
     Raises ClientProtocolError when the request itself cannot be parsed.

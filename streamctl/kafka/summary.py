@@ -345,15 +345,22 @@ def _all_topics(api_key: int, version: int, msg: Message) -> bool:
     return False
 
 
-def decode_request_frame(frame: bytes) -> tuple[RequestHeader, Message]:
-    """Decode a whole request frame (header + body) of an understood API."""
+def decode_request_frame(
+    frame: bytes | bytearray, *, views: bool = False
+) -> tuple[RequestHeader, Message]:
+    """Decode a whole request frame (header + body) of an understood API.
+
+    With `views`, large byte fields (a Produce request's records) are memoryviews of the
+    frame instead of copies: for callers that only read or forward them.
+    """
     header = parse_request_header(frame)
     if header.api_key not in EXTRACTORS:
         raise ClientProtocolError(
             f"client sent {api_name(header.api_key)} v{header.api_version}, an API streamctl "
             "does not understand (it was not offered in ApiVersions)"
         )
-    return header, decode_request(header.api_key, header.api_version, frame, header.size)
+    body = memoryview(frame) if views else frame
+    return header, decode_request(header.api_key, header.api_version, body, header.size)
 
 
 def summarize(frame: bytes) -> RequestSummary:

@@ -131,13 +131,13 @@ class ClientConnection:
     _send_lock: trio.Lock = field(default_factory=trio.Lock)
     #: Frames on their way to the broker: the request pump reads the next request while the
     #: previous one is still being written (a small buffer, so memory stays bounded).
-    _to_broker: trio.MemorySendChannel[bytes] | None = None
+    _to_broker: trio.MemorySendChannel[bytes | bytearray] | None = None
     _own_correlation: int = 0x7F000000
 
     async def run(self) -> str:
         """Pump both directions until either side ends; return why the connection closed."""
         send, receive = trio.open_memory_channel[_Pending](self.ctx.max_in_flight)
-        to_broker, outgoing = trio.open_memory_channel[bytes](2)
+        to_broker, outgoing = trio.open_memory_channel[bytes | bytearray](2)
         self._to_broker = to_broker
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._guard, self._pump_to_broker, outgoing, nursery.cancel_scope)
@@ -192,7 +192,9 @@ class ClientConnection:
                 self.ctx.stats.bytes_from_clients += 4 + len(frame)
                 await self._request(frame, pending)
 
-    async def _request(self, frame: bytes, pending: trio.MemorySendChannel[_Pending]) -> None:
+    async def _request(
+        self, frame: bytes | bytearray, pending: trio.MemorySendChannel[_Pending]
+    ) -> None:
         header = parse_request_header(frame)
         too_new = answer_too_new_api_versions(header)
         if too_new is not None:
@@ -201,7 +203,8 @@ class ClientConnection:
         if not is_supported(header.api_key, header.api_version, self.ctx.versions):
             await self._refuse_unsupported(header, frame, pending)
             return
-        _header, message = decode_request_frame(frame)
+        # Produce records are only forwarded (or digested from a copy): no need to copy them.
+        _header, message = decode_request_frame(frame, views=header.api_key == ApiKey.PRODUCE)
         summary = summarize_message(header, message)
         verdict = self._decide(summary)
         if self.ctx.observer is not None:
@@ -230,12 +233,14 @@ class ClientConnection:
                 await pending.send(_Forwarded(summary, keep))
             await self._send_to_broker(frame)
 
-    async def _send_to_broker(self, frame: bytes) -> None:
+    async def _send_to_broker(self, frame: bytes | bytearray) -> None:
         """Queue a frame for the broker, in the order its pending entry was queued."""
         assert self._to_broker is not None
         await self._to_broker.send(frame)
 
-    async def _pump_to_broker(self, outgoing: trio.MemoryReceiveChannel[bytes]) -> None:
+    async def _pump_to_broker(
+        self, outgoing: trio.MemoryReceiveChannel[bytes | bytearray]
+    ) -> None:
         async with outgoing:
             async for frame in outgoing:
                 await write_frame(self.upstream.stream, frame)
@@ -247,7 +252,10 @@ class ClientConnection:
         return decide(summary, self.ctx.grant, self.ctx.clock(), self.ctx.brokers.topic_name_of)
 
     async def _refuse_unsupported(
-        self, header: RequestHeader, frame: bytes, pending: trio.MemorySendChannel[_Pending]
+        self,
+        header: RequestHeader,
+        frame: bytes | bytearray,
+        pending: trio.MemorySendChannel[_Pending],
     ) -> None:
         """A request at a version we did not offer: UNSUPPORTED_VERSION if we can parse it."""
         what = f"{api_name(header.api_key)} v{header.api_version}"
@@ -269,7 +277,9 @@ class ClientConnection:
         if payload is not None:
             await pending.send(_Local(payload))
 
-    def _metadata_request(self, header: RequestHeader, message: Message, frame: bytes) -> bytes:
+    def _metadata_request(
+        self, header: RequestHeader, message: Message, frame: bytes | bytearray
+    ) -> bytes | bytearray:
         """Stop the broker from auto-creating topics the grant may not create."""
         if not getattr(message, "allow_auto_topic_creation", False) or not message.topics:
             return frame
@@ -388,7 +398,8 @@ class ClientConnection:
                                    warn=True) from None
         if frame is None:
             raise ConnectionClosed("broker closed the connection", warn=True)
-        return frame
+        # answers are rewritten, masked and recorded as bytes (a large one was read in place)
+        return frame if isinstance(frame, bytes) else bytes(frame)
 
     def _response(self, entry: _Forwarded, frame: bytes) -> bytes:
         summary = entry.summary

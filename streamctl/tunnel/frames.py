@@ -71,7 +71,7 @@ class FrameReader:
 
         Like `next_size`, reads no further than asked.
         """
-        return await self._take_payload(count, exact=True)
+        return bytes(await self._take_payload(count, exact=True))
 
     async def relay(self, count: int, sink: trio.abc.SendStream) -> None:
         """Forward the next `count` bytes to `sink` as they arrive, without holding them.
@@ -118,7 +118,7 @@ class FrameReader:
             error = ClientProtocolError if self._peer == "client" else BrokerProtocolError
             raise error(f"{self._peer} sent a frame of {size} bytes")
 
-    async def next_payload(self) -> bytes | None:
+    async def next_payload(self) -> bytes | bytearray | None:
         """The next frame's payload (without its size); None when the stream ended cleanly.
 
         Raises the protocol core's diagnosed error for an absurd size, UnfinishedFrame when the
@@ -151,7 +151,7 @@ class FrameReader:
         self._chunk, self._pos = joined, 4
         return joined[:4]
 
-    async def _take_payload(self, size: int, exact: bool = False) -> bytes:
+    async def _take_payload(self, size: int, exact: bool = False) -> bytes | bytearray:
         available = len(self._chunk) - self._pos
         if available >= size:
             start = self._pos
@@ -159,29 +159,20 @@ class FrameReader:
             if start == 0 and size == len(self._chunk):
                 return self._chunk
             return self._chunk[start : start + size]
+        sock = splice.plain_socket(self._stream) if size - available > READ_SIZE else None
+        if sock is not None:
+            return await self._read_in_place(sock, size, available)
         view = memoryview(self._chunk)
         pieces: list[bytes | memoryview] = [view[self._pos :]]
         got = available
         last = b""
-        # A 1 MB Produce arrives a segment at a time; on a TCP socket, ask the kernel to wake
-        # us only once a good part of what is still due is in (never more than is due).
-        sock = splice.plain_socket(self._stream) if size - got > READ_SIZE else None
-        lowat = 1
-        try:
-            while got < size:
-                if sock is not None:
-                    want = min(size - got, splice.WAKE_BYTES)
-                    if want != lowat:
-                        lowat = splice.set_rcvlowat(sock, want)
-                data = await self._more(size - got, exact)
-                if not data:
-                    raise UnfinishedFrame(4 + got)
-                last = data
-                pieces.append(data)
-                got += len(data)
-        finally:
-            if sock is not None and lowat != 1:
-                splice.set_rcvlowat(sock, 1)
+        while got < size:
+            data = await self._more(size - got, exact)
+            if not data:
+                raise UnfinishedFrame(4 + got)
+            last = data
+            pieces.append(data)
+            got += len(data)
         extra = got - size
         if extra:
             pieces[-1] = memoryview(last)[: len(last) - extra]
@@ -191,7 +182,42 @@ class FrameReader:
         return b"".join(pieces)
 
 
-async def write_frame(stream: trio.abc.Stream, payload: bytes) -> int:
+    async def _read_in_place(
+        self, sock: trio.socket.SocketType, size: int, available: int
+    ) -> bytes | bytearray:
+        """A large frame (a 1 MB Produce) read straight into one buffer, in large pieces.
+
+        No chunk is joined afterwards, and the kernel is asked to wake the tunnel only
+        once a good part of what is still due is in (never more than is due), not for
+        every segment. The frame comes back as a bytearray.
+        """
+        frame = bytearray(size)
+        view = memoryview(frame)
+        view[:available] = memoryview(self._chunk)[self._pos :]
+        self._chunk, self._pos = b"", 0
+        got = available
+        lowat = 1
+        try:
+            while got < size:
+                want = min(size - got, splice.WAKE_BYTES)
+                if want != lowat:
+                    lowat = splice.set_rcvlowat(sock, want)
+                try:
+                    n = await sock.recv_into(view[got:], size - got)
+                except OSError as exc:
+                    raise trio.BrokenResourceError(
+                        f"socket error while reading a frame: {exc.strerror}") from exc
+                if not n:
+                    raise UnfinishedFrame(4 + got)
+                got += n
+        finally:
+            view.release()
+            if lowat != 1:
+                splice.set_rcvlowat(sock, 1)
+        return frame
+
+
+async def write_frame(stream: trio.abc.Stream, payload: bytes | bytearray) -> int:
     """Write one frame (size + payload); returns the bytes written."""
     head = _SIZE.pack(len(payload))
     if len(payload) <= _SPLIT_WRITE_ABOVE:
