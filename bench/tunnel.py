@@ -172,7 +172,7 @@ def run(options: BenchOptions) -> SectionResult:
         columns=["measure", "direct", "tunnel", "tunnel / direct"],
     )
     count = 30_000 if options.quick else 100_000
-    repeats = 2 if options.quick else 3
+    repeats = 2 if options.quick else 5
     mb = count * RECORD / 1e6
     with KafkaCluster(1) as cluster:
         cluster.create_topic(TOPIC, partitions=1, replication=1)
