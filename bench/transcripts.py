@@ -31,7 +31,7 @@ from streamctl.kafka.records import Record, RecordBatch, encode_batch
 from streamctl.transcript.recorder import TranscriptRecorder
 
 RECORDS = 1000
-E2E_RECORDS = 30_000
+E2E_RECORDS = 100_000
 
 
 def _batch(values: list[bytes]) -> bytes:
