@@ -17,6 +17,7 @@ those offsets again and gets them whole.
 from __future__ import annotations
 
 import operator
+import os
 from collections.abc import Sequence
 
 from streamctl.kafka.records import (
@@ -24,6 +25,7 @@ from streamctl.kafka.records import (
     DEFAULT_MAX_DECOMPRESSED,
     LAYOUT_STRIDE,
     Record,
+    RecordSection,
     RecordsError,
     decode_batches,
     decode_sections,
@@ -39,6 +41,7 @@ from streamctl.masking.payload import (
     mask_payload,
     payload_mask,
 )
+from streamctl.masking.pool import ValueWorker
 from streamctl.masking.rules import CompiledRule, TopicPlan, compile_rules, plan_for
 from streamctl.masking.strategies import derive_hash_key
 from streamctl.policy.grant import Grant, MaskingRule
@@ -48,6 +51,10 @@ from streamctl.tunnel.hooks import MaskOutcome
 RECORDS_SEEN = "records_seen"
 _PLAN_CACHE_LIMIT = 4096
 _REDACTED_HEADER = BINARY_REPLACEMENT
+#: Batches with at least this many records are split with the worker process, if there is one.
+SPLIT_MIN_RECORDS = 256
+#: The worker's share of a split batch: the calling thread also lays out and re-encodes it.
+_WORKER_SHARE = 0.5
 
 
 class GrantMasker:
@@ -59,7 +66,9 @@ class GrantMasker:
         secret: bytes = b"",
         *,
         max_decompressed: int = DEFAULT_MAX_DECOMPRESSED,
+        parallel: bool | None = None,
     ) -> None:
+        """`parallel`: split large batches with a worker process (default: on 2+ CPUs)."""
         rules: Sequence[MaskingRule] = () if grant.unmasked else grant.masking
         needs_key = any(r.strategy == "hash" for r in rules)
         hash_key = derive_hash_key(grant.grant_id, secret) if needs_key else None
@@ -67,6 +76,19 @@ class GrantMasker:
         self._plans: dict[str, TopicPlan | None] = {}
         self._value_masks: dict[int, PayloadMask] = {}
         self._max_decompressed = max_decompressed
+        if parallel is None:
+            parallel = (os.cpu_count() or 1) > 1
+        self._worker = ValueWorker(rules, hash_key) if parallel and rules else None
+
+    @property
+    def worker_pid(self) -> int | None:
+        """The worker process's id while one runs (for CPU accounting and tests)."""
+        return None if self._worker is None else self._worker.pid
+
+    def close(self) -> None:
+        """Stop the worker process, if one was started (masking still works afterwards)."""
+        if self._worker is not None:
+            self._worker.close()
 
     def _plan(self, topic: str) -> TopicPlan | None:
         try:
@@ -93,7 +115,7 @@ class GrantMasker:
         counts: dict[str, int] = dict.fromkeys(plan.rule_names, 0)
         counts[RECORDS_SEEN] = 0
         try:
-            out = self._mask_batches(plan, records, counts)
+            out = self._mask_batches(topic, plan, records, counts)
         except MaskingError:
             raise
         except RecordsError as exc:
@@ -104,12 +126,14 @@ class GrantMasker:
             ) from None
         return MaskOutcome(out, counts)
 
-    def _mask_batches(self, plan: TopicPlan, records: bytes, counts: dict[str, int]) -> bytes:
+    def _mask_batches(
+        self, topic: str, plan: TopicPlan, records: bytes, counts: dict[str, int]
+    ) -> bytes:
         headers = list(iter_batch_headers(records))
         if any(h.magic < 2 for h in headers):
             raise MaskingError("legacy magic 0/1 message set cannot be masked")
         if not (plan.key or plan.header_names or plan.header_values):
-            return self._mask_values(plan, records, counts)
+            return self._mask_values(topic, plan, records, counts)
         # One pass over the whole records field (no per-batch copies); the truncated final
         # batch, if any, is left out on purpose.
         batches, _ = decode_batches(records, max_decompressed=self._max_decompressed)
@@ -130,7 +154,9 @@ class GrantMasker:
                 parts.append(records[header.position : header.position + header.size])
         return b"".join(parts)
 
-    def _mask_values(self, plan: TopicPlan, records: bytes, counts: dict[str, int]) -> bytes:
+    def _mask_values(
+        self, topic: str, plan: TopicPlan, records: bytes, counts: dict[str, int]
+    ) -> bytes:
         """The hot path when rules touch values only: no Record objects, unchanged bytes kept.
 
         Batches are opened (CRC checked, decompressed) and their record layout checked as
@@ -138,6 +164,7 @@ class GrantMasker:
         """
         sections, _ = decode_sections(records, max_decompressed=self._max_decompressed)
         value_mask = self._value_masks[id(plan)]
+        worker = self._worker
         parts: list[bytes | bytearray] = []
         for section in sections:
             original = records[section.position : section.position + section.size]
@@ -147,10 +174,64 @@ class GrantMasker:
                     raise MaskingError("control batch holds records that are not control records")
                 parts.append(original)
                 continue
-            counts[RECORDS_SEEN] += section.header[12]
-            masked = replace_values(section, value_mask, counts)
+            count = section.header[12]
+            counts[RECORDS_SEEN] += count
+            if worker is not None and count >= SPLIT_MIN_RECORDS and worker.available():
+                masked = _replace_split(section, topic, value_mask, worker, counts)
+            else:
+                masked = replace_values(section, value_mask, counts)
             parts.append(original if masked is None else masked)
         return b"".join(parts)
+
+
+def _replace_split(
+    section: RecordSection,
+    topic: str,
+    value_mask: PayloadMask,
+    worker: ValueWorker,
+    counts: dict[str, int],
+) -> bytearray | None:
+    """`replace_values` with the later values of the batch masked by the worker meanwhile.
+
+    `replace_values` calls the transform once per non-empty value, in order; the worker gets
+    the tail of that sequence, this thread masks the head, then takes the worker's answers.
+    """
+    layout = record_layout(section)
+    buf = section.data
+    values = [
+        buf[layout[i + 5] : layout[i + 5] + layout[i + 6]]
+        for i in range(0, len(layout) - 1, LAYOUT_STRIDE)
+        if layout[i + 6] > 0
+    ]
+    split = len(values) - int(len(values) * _WORKER_SHARE)
+    if split == len(values):
+        return replace_values(section, value_mask, counts)
+    worker.submit(topic, values[split:])
+    tail: list[bytes | None] = []
+    seen = 0
+
+    def transform(value: bytes, counts: dict[str, int]) -> bytes:
+        nonlocal seen, tail
+        index = seen
+        seen += 1
+        if index < split:
+            return value_mask(value, counts)
+        if index == split:
+            tail, worker_counts = worker.result(len(values) - split)
+            for name, n in worker_counts.items():
+                counts[name] = counts.get(name, 0) + n
+        new = tail[index - split]
+        return value if new is None else new
+
+    try:
+        out = replace_values(section, transform, counts)
+    except BaseException:
+        worker.abandon()
+        raise
+    if seen != len(values):  # the layouts disagree: never pass on a half-masked batch
+        worker.abandon()
+        raise MaskingError("the batch's values changed while being masked")
+    return out
 
 
 def mask_record(record: Record, plan: TopicPlan, counts: dict[str, int]) -> Record:

@@ -1,0 +1,216 @@
+"""A second process that masks part of a large batch's values while the caller masks the rest.
+
+Masking is CPU-bound Python (JSON parse, keyed hash, serialise), and with one Fetch in flight
+per broker it sits on the consumer's critical path. A worker process has its own interpreter
+(its own GIL), so it can mask the later part of a big batch's values while the tunnel thread
+masks the first part; the answers come back in order and the batch is re-encoded once.
+
+- The worker starts lazily, the first time a large batch is masked, and is used only once it
+  has said it is ready: masking never waits for a start-up.
+- The grant's rules and the derived hash key reach the worker over its socket, never through
+  argv, the environment or a log line.
+- Fail closed: a worker that dies, answers late or answers something unexpected makes that
+  batch fail (MaskingError, so the partition gets an error and no records); the worker is
+  then stopped and later batches are masked in the calling thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import subprocess
+import sys
+from collections.abc import Sequence
+from multiprocessing.connection import Connection
+from typing import Any, NoReturn
+
+from streamctl.masking.errors import MaskingError
+from streamctl.policy.grant import MaskingRule
+
+log = logging.getLogger(__name__)
+
+#: Seconds the worker may take for one share of a batch before the batch fails closed.
+DEFAULT_TIMEOUT = 10.0
+_READY = "ready"
+_TOPIC_CACHE_LIMIT = 4096
+
+
+class ValueWorker:
+    """One worker process masking lists of record values under a grant's rules."""
+
+    def __init__(
+        self,
+        rules: Sequence[MaskingRule],
+        hash_key: bytes | None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self._rules = tuple(rules)
+        self._hash_key = hash_key
+        self._timeout = timeout
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._conn: Connection | None = None
+        self._ready = False
+        self._pending = False
+        #: Set once the worker failed: from then on the caller masks everything itself.
+        self.broken = False
+        #: Shares masked by the worker so far.
+        self.shares = 0
+
+    def available(self, wait: float = 0.0) -> bool:
+        """True when the worker is ready for a share; starts it on first call.
+
+        Waits at most `wait` seconds for a starting worker (the tunnel passes 0: a batch
+        that arrives while the worker starts is masked in the calling thread).
+        """
+        if self.broken:
+            return False
+        if self._conn is None:
+            self._start()
+            if self._conn is None:
+                return False
+        if not self._ready:
+            try:
+                if not self._conn.poll(wait):
+                    return False
+                self._ready = self._conn.recv() == _READY
+            except (OSError, EOFError):
+                self._ready = False
+            if not self._ready:
+                self._give_up("the masking worker did not start")
+        return self._ready
+
+    @property
+    def pid(self) -> int | None:
+        """The worker's process id while it runs."""
+        return None if self._proc is None else self._proc.pid
+
+    def submit(self, topic: str, values: list[bytes]) -> None:
+        """Hand the worker a share of values to mask; `result` collects the answer."""
+        if self._conn is None or not self._ready or self._pending:
+            raise MaskingError("the masking worker is not ready")
+        try:
+            self._conn.send((topic, values))
+        except (OSError, ValueError) as exc:
+            self._fail(f"the masking worker could not take work ({type(exc).__name__})")
+        self._pending = True
+
+    def result(self, expected: int) -> tuple[list[bytes | None], dict[str, int]]:
+        """The masked share (None where a value is unchanged) and its counts; fails closed."""
+        conn = self._conn
+        if conn is None or not self._pending:
+            raise MaskingError("no share was given to the masking worker")
+        self._pending = False
+        try:
+            if not conn.poll(self._timeout):
+                self._fail(f"the masking worker gave no answer within {self._timeout:g} s")
+            answer: Any = conn.recv()
+        except (OSError, EOFError) as exc:
+            self._fail(f"the masking worker stopped ({type(exc).__name__})")
+        if type(answer) is str:  # the worker is fine, but a value in its share broke masking
+            raise MaskingError(f"masking failed in the worker ({answer:.80})")
+        if (
+            type(answer) is not tuple or len(answer) != 2
+            or type(answer[0]) is not list or type(answer[1]) is not dict
+        ):
+            self._fail("the masking worker answered something unexpected")
+        out, counts = answer
+        if len(out) != expected:
+            self._fail("the masking worker answered for the wrong number of values")
+        self.shares += 1
+        return out, counts
+
+    def abandon(self) -> None:
+        """The caller gave up on a share mid-batch: drop its answer so the next one lines up."""
+        if self._pending:
+            self._pending = False
+            try:
+                if self._conn is not None and self._conn.poll(self._timeout):
+                    self._conn.recv()
+                    return
+            except (OSError, EOFError):
+                pass
+            self._give_up("the masking worker did not answer a share it was given")
+
+    def close(self) -> None:
+        """Stop the worker (it also stops by itself when its socket closes)."""
+        conn, proc = self._conn, self._proc
+        self._conn = self._proc = None
+        self._ready = self._pending = False
+        if conn is not None:
+            try:
+                conn.send(None)
+            except (OSError, ValueError):
+                pass
+            conn.close()
+        if proc is not None:
+            try:
+                proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def _start(self) -> None:
+        ours, theirs = socket.socketpair()
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "streamctl.masking.worker", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
+            )
+        except OSError as exc:
+            ours.close()
+            self._give_up(f"no worker process ({type(exc).__name__})")
+            return
+        finally:
+            theirs.close()
+        self._conn = Connection(ours.detach())
+        try:
+            self._conn.send((self._rules, self._hash_key))
+        except OSError:
+            self._give_up("the masking worker could not be given its rules")
+
+    def _give_up(self, reason: str) -> None:
+        self.close()
+        self.broken = True
+        log.warning("masking worker stopped; masking continues in one thread: %s", reason)
+
+    def _fail(self, reason: str) -> NoReturn:
+        self._give_up(reason)
+        raise MaskingError(reason)
+
+
+def serve(conn: Connection) -> None:
+    """The worker's loop: receive the rules once, then mask shares until told to stop."""
+    from streamctl.masking.payload import PayloadMask, payload_mask
+    from streamctl.masking.rules import compile_rules, plan_for
+
+    rules, hash_key = conn.recv()
+    compiled = compile_rules(rules, hash_key)
+    masks: dict[str, PayloadMask | None] = {}
+    conn.send(_READY)
+    while True:
+        try:
+            job = conn.recv()
+        except EOFError:
+            return
+        if job is None:
+            return
+        topic, values = job
+        try:
+            if topic not in masks:
+                if len(masks) >= _TOPIC_CACHE_LIMIT:
+                    masks.clear()
+                plan = plan_for(compiled, topic)
+                masks[topic] = None if plan is None else payload_mask(plan.value)
+            mask = masks[topic]
+            if mask is None:
+                raise MaskingError("no masking rule covers the topic")
+            counts: dict[str, int] = {}
+            out: list[bytes | None] = []
+            add = out.append
+            for value in values:
+                new = mask(value, counts)
+                add(None if new is value else new)
+            conn.send((out, counts))
+        except Exception as exc:  # the parent fails the batch closed; no content in the text
+            conn.send(type(exc).__name__)

@@ -1,0 +1,166 @@
+"""Large batches split with the masking worker process: same bytes, and failing closed.
+
+GrantMasker hands the later values of a batch of SPLIT_MIN_RECORDS or more to a worker
+process. These tests check that the split gives byte for byte what masking in one thread
+gives (every codec, keys-only and detector rules, null, empty, text and binary values), that
+the worker starts only when needed and stops with `close`, that the key never shows in its
+command line or environment, and that a dead or stuck worker fails the batch closed and
+leaves masking working in one thread.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from streamctl.kafka.compression import Compression
+from streamctl.kafka.records import Record, RecordBatch, encode_batch
+from streamctl.masking import GrantMasker, MaskingError
+from streamctl.masking.masker import SPLIT_MIN_RECORDS
+from streamctl.masking.pool import ValueWorker
+from tests.masking.grants import SECRET, grant_with, rule
+
+COUNT = SPLIT_MIN_RECORDS * 2 + 7
+KEY_RULES = (
+    rule(name="email", fields=("customer.email",), strategy="hash"),
+    rule(name="ssn", fields=("customer.ssn",)),
+    rule(name="card", fields=("items[*].card",), strategy="keep_last", keep_last=4),
+)
+DETECTOR_RULE = rule(name="pii", detectors=("email", "card", "us_ssn"))
+
+
+def _value(i: int) -> bytes | None:
+    email, ssn = f"person{i}@corp.example.com", f"{100 + i % 800:03d}-45-{1000 + i:04d}"
+    kind = i % 7
+    if kind == 5:
+        return None if i % 2 else b""
+    if kind == 6:
+        return b"\xff\xfe binary " + email.encode() if i % 2 else f"mail {email}".encode()
+    return json.dumps({"customer": {"email": email, "ssn": ssn},
+                       "items": [{"card": "4111111111111111"}], "i": i}).encode()
+
+
+def _records(codec: int, count: int = COUNT) -> bytes:
+    records = [Record(0, i, i, None, _value(i)) for i in range(count)]
+    batch = RecordBatch(100, 0, codec, count - 1, 1_700_000_000_000, 1_700_000_000_000 + count,
+                        -1, -1, -1, records)
+    return bytes(encode_batch(batch))
+
+
+def _started(masker: GrantMasker) -> GrantMasker:
+    """The masker, with its worker started and ready (the tunnel never waits for this)."""
+    worker = masker._worker
+    assert worker is not None
+    assert worker.available(wait=30.0)
+    return masker
+
+
+@pytest.fixture
+def parallel() -> Iterator[GrantMasker]:
+    masker = _started(GrantMasker(grant_with(*KEY_RULES), SECRET, parallel=True))
+    yield masker
+    masker.close()
+
+
+@pytest.mark.parametrize("codec", [c.value for c in Compression])
+def test_split_batches_equal_one_thread(codec: int) -> None:
+    for rules in (KEY_RULES, (*KEY_RULES, DETECTOR_RULE)):
+        inline = GrantMasker(grant_with(*rules), SECRET, parallel=False)
+        split = _started(GrantMasker(grant_with(*rules), SECRET, parallel=True))
+        try:
+            data = _records(codec)
+            # two batches back to back: the worker's share lines up batch after batch
+            data += _records(codec)
+            expected, got = inline.mask("orders", 0, data), split.mask("orders", 0, data)
+            assert got.records == expected.records
+            assert got.counts == expected.counts
+            assert got.counts["records_seen"] == 2 * COUNT
+            assert got.counts["email"] > 0
+            assert split._worker is not None and split._worker.shares == 2
+        finally:
+            split.close()
+
+
+def test_worker_starts_only_for_large_batches_and_stops_with_close() -> None:
+    masker = GrantMasker(grant_with(*KEY_RULES), SECRET, parallel=True)
+    masker.mask("orders", 0, _records(0, SPLIT_MIN_RECORDS - 1))
+    assert masker.worker_pid is None
+    masker.mask("orders", 0, _records(0))  # starts the worker; this batch is masked inline
+    pid = masker.worker_pid
+    assert pid is not None
+    _started(masker)
+    masker.close()
+    assert masker.worker_pid is None
+    with pytest.raises(ProcessLookupError):
+        for _ in range(50):
+            os.kill(pid, 0)
+            time.sleep(0.1)
+    assert GrantMasker(grant_with(*KEY_RULES), SECRET, parallel=False).worker_pid is None
+
+
+def test_the_key_reaches_the_worker_only_through_its_socket(parallel: GrantMasker) -> None:
+    pid = parallel.worker_pid
+    assert pid is not None
+    worker = parallel._worker
+    assert worker is not None and worker._hash_key
+    for name in ("cmdline", "environ"):
+        seen = Path(f"/proc/{pid}/{name}").read_bytes()
+        assert SECRET not in seen
+        assert worker._hash_key not in seen
+        assert worker._hash_key.hex().encode() not in seen
+
+
+def test_a_dead_worker_fails_the_batch_closed_then_masking_goes_on(
+    parallel: GrantMasker,
+) -> None:
+    data = _records(Compression.ZSTD)
+    expected = GrantMasker(grant_with(*KEY_RULES), SECRET, parallel=False).mask("orders", 0, data)
+    pid = parallel.worker_pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(MaskingError, match="worker"):
+        parallel.mask("orders", 0, data)
+    again = parallel.mask("orders", 0, data)  # masked in this thread from now on
+    assert again.records == expected.records
+    assert parallel.worker_pid is None
+
+
+def test_a_stuck_worker_fails_the_batch_closed() -> None:
+    worker = ValueWorker(KEY_RULES, b"k" * 32, timeout=0.5)
+    assert worker.available(wait=30.0)
+    pid = worker.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        worker.submit("orders", [b'{"customer":{"email":"a@b.example"}}'])
+        with pytest.raises(MaskingError, match="no answer"):
+            worker.result(1)
+        assert worker.broken and worker.pid is None
+        assert not worker.available()
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def test_a_value_the_worker_cannot_mask_fails_only_that_batch() -> None:
+    worker = ValueWorker((rule(name="x", fields=("a",), strategy="hash"),), b"k" * 32)
+    try:
+        assert worker.available(wait=30.0)
+        worker.submit("elsewhere", [b'{"a":1}'])  # no rule covers the topic in the worker
+        with pytest.raises(MaskingError, match="worker"):
+            worker.result(1)
+        assert not worker.broken
+        worker.submit("orders", [b'{"a":"v"}', b"{}"])
+        out, counts = worker.result(2)
+        assert out[1] is None and out[0] is not None and out[0].startswith(b'{"a":"hmac:')
+        assert counts == {"x": 1}
+    finally:
+        worker.close()
