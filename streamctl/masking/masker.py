@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import operator
 import os
+import threading
 from collections.abc import Sequence
 
 from streamctl.kafka.records import (
@@ -79,6 +80,7 @@ class GrantMasker:
         if parallel is None:
             parallel = (os.cpu_count() or 1) > 1
         self._worker = ValueWorker(rules, hash_key) if parallel and rules else None
+        self._worker_lock = threading.Lock()
 
     @property
     def worker_pid(self) -> int | None:
@@ -176,8 +178,17 @@ class GrantMasker:
                 continue
             count = section.header[12]
             counts[RECORDS_SEEN] += count
-            if worker is not None and count >= SPLIT_MIN_RECORDS and worker.available():
-                masked = _replace_split(section, topic, value_mask, worker, counts)
+            if (
+                worker is not None and count >= SPLIT_MIN_RECORDS
+                and self._worker_lock.acquire(blocking=False)
+            ):
+                try:  # one share at a time; another thread masking meanwhile works alone
+                    if worker.available():
+                        masked = _replace_split(section, topic, value_mask, worker, counts)
+                    else:
+                        masked = replace_values(section, value_mask, counts)
+                finally:
+                    self._worker_lock.release()
             else:
                 masked = replace_values(section, value_mask, counts)
             parts.append(original if masked is None else masked)

@@ -14,17 +14,24 @@ import json
 import os
 import signal
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Consumer, Producer
 
 from streamctl.kafka.compression import Compression
-from streamctl.kafka.records import Record, RecordBatch, encode_batch
+from streamctl.kafka.records import Record, RecordBatch, decode_batches, encode_batch
 from streamctl.masking import GrantMasker, MaskingError
 from streamctl.masking.masker import SPLIT_MIN_RECORDS
 from streamctl.masking.pool import ValueWorker
+from streamctl.policy.grant import MaskingRule
+from streamctl.tunnel.engine import Tunnel, TunnelThread
+from tests.harness.kafka import KafkaCluster
 from tests.masking.grants import SECRET, grant_with, rule
+from tests.masking.test_through_tunnel import CapturingObserver
+from tests.policy.grants import make_grant
 
 COUNT = SPLIT_MIN_RECORDS * 2 + 7
 KEY_RULES = (
@@ -164,3 +171,54 @@ def test_a_value_the_worker_cannot_mask_fails_only_that_batch() -> None:
         assert counts == {"x": 1}
     finally:
         worker.close()
+
+
+def test_large_batches_through_the_tunnel_are_masked_by_both_processes(
+    kafka: KafkaCluster, unique_topic: str
+) -> None:
+    topic = unique_topic
+    kafka.create_topic(topic, partitions=1, replication=1)
+    planted: list[str] = []
+    for codec in ("none", "zstd"):
+        producer = Producer({"bootstrap.servers": kafka.bootstrap, "compression.type": codec,
+                             "linger.ms": 200, "batch.num.messages": 10_000,
+                             "broker.address.family": "v4"})
+        for i in range(COUNT):
+            email = f"{codec}{i}@planted.example.com"
+            planted.append(email)
+            producer.produce(topic, json.dumps({"customer": {"email": email}}).encode(),
+                             partition=0)
+        assert producer.flush(30) == 0
+    rules = (MaskingRule(topics=(topic,), fields=("customer.email",), strategy="hash",
+                         name="email"),)
+    grant = make_grant(topics=(topic,), ops=("read", "describe"), bootstrap=kafka.bootstrap,
+                       masking=rules)
+    masker = _started(GrantMasker(grant, SECRET, parallel=True))
+    observer = CapturingObserver()
+    with TunnelThread(Tunnel(grant, None, masker=masker, observer=observer)) as handle:
+        consumer = Consumer({"bootstrap.servers": handle.bootstrap or "",
+                             "group.id": f"par-{uuid.uuid4().hex[:6]}",
+                             "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                             "broker.address.family": "v4"})
+        got: list[bytes] = []
+        try:
+            consumer.subscribe([topic])
+            for _ in range(60):
+                if len(got) >= 2 * COUNT:
+                    break
+                for message in consumer.consume(1000, 1.0):
+                    assert not message.error(), message.error()
+                    got.append(message.value() or b"")
+        finally:
+            consumer.close()
+        assert masker._worker is not None and masker._worker.shares > 0
+        assert handle.tunnel.stats.partitions_mask_failed == 0
+    assert masker.worker_pid is None  # stopped with the tunnel
+    assert len(got) == 2 * COUNT
+    assert all(json.loads(v)["customer"]["email"].startswith("hmac:") for v in got)
+    sent = b"".join(got)
+    for records in observer.fetched:
+        sent += records
+        for batch in decode_batches(records)[0]:
+            sent += b"".join(r.value or b"" for r in batch.records)
+    assert not [s for s in planted if s.encode() in sent]
