@@ -12,6 +12,10 @@ unknown codec, a legacy magic 0/1 message set, an unexpected error) raises Maski
 the tunnel answers the partition with an error and no records. A truncated final batch is
 dropped rather than passed on, since its records could not be masked; the client fetches
 those offsets again and gets them whole.
+
+With 2+ CPUs, a partition of SPLIT_MIN_RECORDS or more records is masked together with a
+worker process (pool.py): later whole batches go to it when they hold about half the
+records, else the later values of a big batch do. The bytes are the same either way.
 """
 
 from __future__ import annotations
@@ -56,6 +60,8 @@ _REDACTED_HEADER = BINARY_REPLACEMENT
 SPLIT_MIN_RECORDS = 256
 #: The worker's share of a split batch: the calling thread also lays out and re-encodes it.
 _WORKER_SHARE = 0.5
+#: A cut at whole batches that would give the worker more than this share is not taken.
+_MAX_WHOLE_BATCH_SHARE = 0.7
 
 
 class GrantMasker:
@@ -73,14 +79,40 @@ class GrantMasker:
         rules: Sequence[MaskingRule] = () if grant.unmasked else grant.masking
         needs_key = any(r.strategy == "hash" for r in rules)
         hash_key = derive_hash_key(grant.grant_id, secret) if needs_key else None
+        if parallel is None:
+            parallel = (os.cpu_count() or 1) > 1
+        self._setup(rules, hash_key, max_decompressed, parallel)
+
+    @classmethod
+    def from_rules(
+        cls, rules: Sequence[MaskingRule], hash_key: bytes | None, *, max_decompressed: int
+    ) -> GrantMasker:
+        """A one-thread masker from rules and an already derived hash key (the worker's)."""
+        masker = cls.__new__(cls)
+        masker._setup(rules, hash_key, max_decompressed, parallel=False)
+        return masker
+
+    def _setup(
+        self,
+        rules: Sequence[MaskingRule],
+        hash_key: bytes | None,
+        max_decompressed: int,
+        parallel: bool,
+    ) -> None:
         self._rules: tuple[CompiledRule, ...] = compile_rules(rules, hash_key)
         self._plans: dict[str, TopicPlan | None] = {}
         self._value_masks: dict[int, PayloadMask] = {}
         self._max_decompressed = max_decompressed
-        if parallel is None:
-            parallel = (os.cpu_count() or 1) > 1
-        self._worker = ValueWorker(rules, hash_key) if parallel and rules else None
+        self._worker = (
+            ValueWorker(rules, hash_key, max_decompressed=max_decompressed)
+            if parallel and rules else None
+        )
         self._worker_lock = threading.Lock()
+
+    @property
+    def rules(self) -> tuple[CompiledRule, ...]:
+        """The grant's rules, compiled."""
+        return self._rules
 
     @property
     def worker_pid(self) -> int | None:
@@ -167,6 +199,44 @@ class GrantMasker:
         sections, _ = decode_sections(records, max_decompressed=self._max_decompressed)
         value_mask = self._value_masks[id(plan)]
         worker = self._worker
+        total = sum(section.header[12] for section in sections)
+        # One share at a time per masker; another thread masking meanwhile works alone.
+        if (
+            worker is None or total < SPLIT_MIN_RECORDS
+            or not self._worker_lock.acquire(blocking=False)
+        ):
+            return self._mask_sections(topic, records, sections, value_mask, counts, None)
+        try:
+            if not worker.available():
+                return self._mask_sections(topic, records, sections, value_mask, counts, None)
+            cut = _batch_cut(sections, total)
+            if cut is None:  # a batch too big to balance by whole batches: split inside it
+                return self._mask_sections(topic, records, sections, value_mask, counts, worker)
+            first, last = sections[cut], sections[-1]
+            worker.submit_batches(topic, records[first.position : last.position + last.size])
+            try:
+                head = self._mask_sections(
+                    topic, records, sections[:cut], value_mask, counts, None)
+            except BaseException:
+                worker.abandon()
+                raise
+            tail, worker_counts = worker.result_batches()
+            for name, n in worker_counts.items():
+                counts[name] = counts.get(name, 0) + n
+            return head + tail
+        finally:
+            self._worker_lock.release()
+
+    def _mask_sections(
+        self,
+        topic: str,
+        records: bytes,
+        sections: Sequence[RecordSection],
+        value_mask: PayloadMask,
+        counts: dict[str, int],
+        worker: ValueWorker | None,
+    ) -> bytes:
+        """Mask batches in this thread; with a worker, large ones are split with it."""
         parts: list[bytes | bytearray] = []
         for section in sections:
             original = records[section.position : section.position + section.size]
@@ -178,21 +248,26 @@ class GrantMasker:
                 continue
             count = section.header[12]
             counts[RECORDS_SEEN] += count
-            if (
-                worker is not None and count >= SPLIT_MIN_RECORDS
-                and self._worker_lock.acquire(blocking=False)
-            ):
-                try:  # one share at a time; another thread masking meanwhile works alone
-                    if worker.available():
-                        masked = _replace_split(section, topic, value_mask, worker, counts)
-                    else:
-                        masked = replace_values(section, value_mask, counts)
-                finally:
-                    self._worker_lock.release()
+            if worker is not None and count >= SPLIT_MIN_RECORDS:
+                masked = _replace_split(section, topic, value_mask, worker, counts)
             else:
                 masked = replace_values(section, value_mask, counts)
             parts.append(original if masked is None else masked)
         return b"".join(parts)
+
+
+def _batch_cut(sections: Sequence[RecordSection], total: int) -> int | None:
+    """Where the worker's whole batches start, when they hold about its share of records.
+
+    None when no cut gives both sides a fair part (one batch holds most records).
+    """
+    want = total * _WORKER_SHARE
+    tail = 0
+    for index in range(len(sections) - 1, 0, -1):
+        tail += sections[index].header[12]
+        if tail >= want:
+            return index if tail <= total * _MAX_WHOLE_BATCH_SHARE else None
+    return None
 
 
 def _replace_split(
@@ -217,7 +292,7 @@ def _replace_split(
     split = len(values) - int(len(values) * _WORKER_SHARE)
     if split == len(values):
         return replace_values(section, value_mask, counts)
-    worker.submit(topic, values[split:])
+    worker.submit_values(topic, values[split:])
     tail: list[bytes | None] = []
     seen = 0
 
@@ -228,7 +303,7 @@ def _replace_split(
         if index < split:
             return value_mask(value, counts)
         if index == split:
-            tail, worker_counts = worker.result(len(values) - split)
+            tail, worker_counts = worker.result_values(len(values) - split)
             for name, n in worker_counts.items():
                 counts[name] = counts.get(name, 0) + n
         new = tail[index - split]

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 #: Seconds the worker may take for one share of a batch before the batch fails closed.
 DEFAULT_TIMEOUT = 10.0
 _READY = "ready"
+_VALUES = "values"
+_BATCHES = "batches"
 _TOPIC_CACHE_LIMIT = 4096
 
 
@@ -43,15 +45,17 @@ class ValueWorker:
         rules: Sequence[MaskingRule],
         hash_key: bytes | None,
         *,
+        max_decompressed: int,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         self._rules = tuple(rules)
         self._hash_key = hash_key
+        self._max_decompressed = max_decompressed
         self._timeout = timeout
         self._proc: subprocess.Popen[bytes] | None = None
         self._conn: Connection | None = None
         self._ready = False
-        self._pending = False
+        self._pending = ""  # the kind of share the worker is masking now ("" when idle)
         #: Set once the worker failed: from then on the caller masks everything itself.
         self.broken = False
         #: Shares masked by the worker so far.
@@ -85,22 +89,42 @@ class ValueWorker:
         """The worker's process id while it runs."""
         return None if self._proc is None else self._proc.pid
 
-    def submit(self, topic: str, values: list[bytes]) -> None:
-        """Hand the worker a share of values to mask; `result` collects the answer."""
+    def submit_values(self, topic: str, values: list[bytes]) -> None:
+        """Hand the worker record values to mask; `result_values` collects the answer."""
+        self._submit(_VALUES, (_VALUES, topic, values))
+
+    def submit_batches(self, topic: str, records: bytes) -> None:
+        """Hand the worker whole record batches to mask; `result_batches` collects them."""
+        self._submit(_BATCHES, (_BATCHES, topic, records))
+
+    def result_values(self, expected: int) -> tuple[list[bytes | None], dict[str, int]]:
+        """The masked values (None where one is unchanged) and their counts; fails closed."""
+        out, counts = self._result(_VALUES)
+        if type(out) is not list or len(out) != expected:
+            self._fail("the masking worker answered for the wrong number of values")
+        return out, counts
+
+    def result_batches(self) -> tuple[bytes, dict[str, int]]:
+        """The masked batches and their counts; fails closed."""
+        out, counts = self._result(_BATCHES)
+        if type(out) is not bytes:
+            self._fail("the masking worker answered something unexpected")
+        return out, counts
+
+    def _submit(self, kind: str, job: tuple[Any, ...]) -> None:
         if self._conn is None or not self._ready or self._pending:
             raise MaskingError("the masking worker is not ready")
         try:
-            self._conn.send((topic, values))
+            self._conn.send(job)
         except (OSError, ValueError) as exc:
             self._fail(f"the masking worker could not take work ({type(exc).__name__})")
-        self._pending = True
+        self._pending = kind
 
-    def result(self, expected: int) -> tuple[list[bytes | None], dict[str, int]]:
-        """The masked share (None where a value is unchanged) and its counts; fails closed."""
+    def _result(self, kind: str) -> tuple[Any, dict[str, int]]:
         conn = self._conn
-        if conn is None or not self._pending:
-            raise MaskingError("no share was given to the masking worker")
-        self._pending = False
+        if conn is None or self._pending != kind:
+            raise MaskingError("no such share was given to the masking worker")
+        self._pending = ""
         try:
             if not conn.poll(self._timeout):
                 self._fail(f"the masking worker gave no answer within {self._timeout:g} s")
@@ -109,21 +133,15 @@ class ValueWorker:
             self._fail(f"the masking worker stopped ({type(exc).__name__})")
         if type(answer) is str:  # the worker is fine, but a value in its share broke masking
             raise MaskingError(f"masking failed in the worker ({answer:.80})")
-        if (
-            type(answer) is not tuple or len(answer) != 2
-            or type(answer[0]) is not list or type(answer[1]) is not dict
-        ):
+        if type(answer) is not tuple or len(answer) != 2 or type(answer[1]) is not dict:
             self._fail("the masking worker answered something unexpected")
-        out, counts = answer
-        if len(out) != expected:
-            self._fail("the masking worker answered for the wrong number of values")
         self.shares += 1
-        return out, counts
+        return answer[0], answer[1]
 
     def abandon(self) -> None:
         """The caller gave up on a share mid-batch: drop its answer so the next one lines up."""
         if self._pending:
-            self._pending = False
+            self._pending = ""
             try:
                 if self._conn is not None and self._conn.poll(self._timeout):
                     self._conn.recv()
@@ -136,7 +154,8 @@ class ValueWorker:
         """Stop the worker (it also stops by itself when its socket closes)."""
         conn, proc = self._conn, self._proc
         self._conn = self._proc = None
-        self._ready = self._pending = False
+        self._ready = False
+        self._pending = ""
         if conn is not None:
             try:
                 conn.send(None)
@@ -165,7 +184,7 @@ class ValueWorker:
             theirs.close()
         self._conn = Connection(ours.detach())
         try:
-            self._conn.send((self._rules, self._hash_key))
+            self._conn.send((self._rules, self._hash_key, self._max_decompressed))
         except OSError:
             self._give_up("the masking worker could not be given its rules")
 
@@ -181,11 +200,12 @@ class ValueWorker:
 
 def serve(conn: Connection) -> None:
     """The worker's loop: receive the rules once, then mask shares until told to stop."""
+    from streamctl.masking.masker import GrantMasker
     from streamctl.masking.payload import PayloadMask, payload_mask
-    from streamctl.masking.rules import compile_rules, plan_for
+    from streamctl.masking.rules import plan_for
 
-    rules, hash_key = conn.recv()
-    compiled = compile_rules(rules, hash_key)
+    rules, hash_key, max_decompressed = conn.recv()
+    masker = GrantMasker.from_rules(rules, hash_key, max_decompressed=max_decompressed)
     masks: dict[str, PayloadMask | None] = {}
     conn.send(_READY)
     while True:
@@ -195,12 +215,16 @@ def serve(conn: Connection) -> None:
             return
         if job is None:
             return
-        topic, values = job
+        kind, topic, work = job
         try:
+            if kind == _BATCHES:
+                outcome = masker.mask(topic, 0, work)
+                conn.send((bytes(outcome.records), dict(outcome.counts)))
+                continue
             if topic not in masks:
                 if len(masks) >= _TOPIC_CACHE_LIMIT:
                     masks.clear()
-                plan = plan_for(compiled, topic)
+                plan = plan_for(masker.rules, topic)
                 masks[topic] = None if plan is None else payload_mask(plan.value)
             mask = masks[topic]
             if mask is None:
@@ -208,7 +232,7 @@ def serve(conn: Connection) -> None:
             counts: dict[str, int] = {}
             out: list[bytes | None] = []
             add = out.append
-            for value in values:
+            for value in work:
                 new = mask(value, counts)
                 add(None if new is value else new)
             conn.send((out, counts))

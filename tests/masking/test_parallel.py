@@ -53,11 +53,16 @@ def _value(i: int) -> bytes | None:
                        "items": [{"card": "4111111111111111"}], "i": i}).encode()
 
 
-def _records(codec: int, count: int = COUNT) -> bytes:
-    records = [Record(0, i, i, None, _value(i)) for i in range(count)]
-    batch = RecordBatch(100, 0, codec, count - 1, 1_700_000_000_000, 1_700_000_000_000 + count,
+def _records(codec: int, count: int = COUNT, base: int = 100) -> bytes:
+    records = [Record(0, i, i, None, _value(base + i)) for i in range(count)]
+    batch = RecordBatch(base, 0, codec, count - 1, 1_700_000_000_000, 1_700_000_000_000 + count,
                         -1, -1, -1, records)
     return bytes(encode_batch(batch))
+
+
+def _small_batches(codec: int, batches: int = 24, each: int = 40) -> bytes:
+    """What Java producers send: many small batches in one fetched partition."""
+    return b"".join(_records(codec, each, base=i * each) for i in range(batches))
 
 
 def _started(masker: GrantMasker) -> GrantMasker:
@@ -81,17 +86,34 @@ def test_split_batches_equal_one_thread(codec: int) -> None:
         inline = GrantMasker(grant_with(*rules), SECRET, parallel=False)
         split = _started(GrantMasker(grant_with(*rules), SECRET, parallel=True))
         try:
-            data = _records(codec)
-            # two batches back to back: the worker's share lines up batch after batch
-            data += _records(codec)
-            expected, got = inline.mask("orders", 0, data), split.mask("orders", 0, data)
-            assert got.records == expected.records
-            assert got.counts == expected.counts
-            assert got.counts["records_seen"] == 2 * COUNT
-            assert got.counts["email"] > 0
-            assert split._worker is not None and split._worker.shares == 2
+            one = _records(codec)
+            # one big batch is split inside; two are split at the batch boundary
+            for shares, data in enumerate((one, one + _records(codec, base=100 + COUNT)), 1):
+                expected, got = inline.mask("orders", 0, data), split.mask("orders", 0, data)
+                assert got.records == expected.records
+                assert got.counts == expected.counts
+                assert got.counts["records_seen"] == shares * COUNT
+                assert got.counts["email"] > 0
+                assert split._worker is not None and split._worker.shares == shares
         finally:
             split.close()
+
+
+@pytest.mark.parametrize("codec", [c.value for c in Compression])
+def test_many_small_batches_are_split_at_batch_boundaries(codec: int) -> None:
+    inline = GrantMasker(grant_with(*KEY_RULES, DETECTOR_RULE), SECRET, parallel=False)
+    split = _started(GrantMasker(grant_with(*KEY_RULES, DETECTOR_RULE), SECRET, parallel=True))
+    try:
+        data = _small_batches(codec)
+        truncated = data + _records(codec, 10)[:-5]  # a cut-off last batch is left out
+        for records in (data, truncated):
+            expected, got = inline.mask("orders", 0, records), split.mask("orders", 0, records)
+            assert got.records == expected.records
+            assert got.counts == expected.counts
+            assert got.counts["records_seen"] == 24 * 40
+        assert split._worker is not None and split._worker.shares == 2
+    finally:
+        split.close()
 
 
 def test_worker_starts_only_for_large_batches_and_stops_with_close() -> None:
@@ -123,10 +145,11 @@ def test_the_key_reaches_the_worker_only_through_its_socket(parallel: GrantMaske
         assert worker._hash_key.hex().encode() not in seen
 
 
+@pytest.mark.parametrize("many", [False, True], ids=["one-batch", "many-batches"])
 def test_a_dead_worker_fails_the_batch_closed_then_masking_goes_on(
-    parallel: GrantMasker,
+    parallel: GrantMasker, many: bool
 ) -> None:
-    data = _records(Compression.ZSTD)
+    data = _small_batches(Compression.ZSTD) if many else _records(Compression.ZSTD)
     expected = GrantMasker(grant_with(*KEY_RULES), SECRET, parallel=False).mask("orders", 0, data)
     pid = parallel.worker_pid
     assert pid is not None
@@ -139,15 +162,15 @@ def test_a_dead_worker_fails_the_batch_closed_then_masking_goes_on(
 
 
 def test_a_stuck_worker_fails_the_batch_closed() -> None:
-    worker = ValueWorker(KEY_RULES, b"k" * 32, timeout=0.5)
+    worker = ValueWorker(KEY_RULES, b"k" * 32, max_decompressed=1 << 20, timeout=0.5)
     assert worker.available(wait=30.0)
     pid = worker.pid
     assert pid is not None
     os.kill(pid, signal.SIGSTOP)
     try:
-        worker.submit("orders", [b'{"customer":{"email":"a@b.example"}}'])
+        worker.submit_values("orders", [b'{"customer":{"email":"a@b.example"}}'])
         with pytest.raises(MaskingError, match="no answer"):
-            worker.result(1)
+            worker.result_values(1)
         assert worker.broken and worker.pid is None
         assert not worker.available()
     finally:
@@ -158,15 +181,16 @@ def test_a_stuck_worker_fails_the_batch_closed() -> None:
 
 
 def test_a_value_the_worker_cannot_mask_fails_only_that_batch() -> None:
-    worker = ValueWorker((rule(name="x", fields=("a",), strategy="hash"),), b"k" * 32)
+    worker = ValueWorker((rule(name="x", fields=("a",), strategy="hash"),), b"k" * 32,
+                         max_decompressed=1 << 20)
     try:
         assert worker.available(wait=30.0)
-        worker.submit("elsewhere", [b'{"a":1}'])  # no rule covers the topic in the worker
+        worker.submit_values("elsewhere", [b'{"a":1}'])  # no rule covers the topic in the worker
         with pytest.raises(MaskingError, match="worker"):
-            worker.result(1)
+            worker.result_values(1)
         assert not worker.broken
-        worker.submit("orders", [b'{"a":"v"}', b"{}"])
-        out, counts = worker.result(2)
+        worker.submit_values("orders", [b'{"a":"v"}', b"{}"])
+        out, counts = worker.result_values(2)
         assert out[1] is None and out[0] is not None and out[0].startswith(b'{"a":"hmac:')
         assert counts == {"x": 1}
     finally:
