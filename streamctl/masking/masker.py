@@ -221,6 +221,9 @@ class GrantMasker:
                 worker.abandon()
                 raise
             tail, worker_counts = worker.result_batches()
+            expected = sum(s.header[12] for s in sections[cut:] if not s.header[5] & CONTROL_BIT)
+            if worker_counts.get(RECORDS_SEEN) != expected:  # it did not mask what it was given
+                raise MaskingError("the masking worker did not mask every record it was given")
             for name, n in worker_counts.items():
                 counts[name] = counts.get(name, 0) + n
             return head + tail

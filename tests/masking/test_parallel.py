@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import struct
 import time
 import uuid
 from collections.abc import Iterator
@@ -112,6 +113,22 @@ def test_many_small_batches_are_split_at_batch_boundaries(codec: int) -> None:
             assert got.counts == expected.counts
             assert got.counts["records_seen"] == 24 * 40
         assert split._worker is not None and split._worker.shares == 2
+    finally:
+        split.close()
+
+
+def test_transaction_markers_in_the_workers_share_pass_untouched() -> None:
+    marker = RecordBatch(2000, 0, 0x30, 0, 1_700_000_000_000, 1_700_000_000_000, 77, 2, -1,
+                         [Record(0, 0, 0, struct.pack(">hh", 0, 1), struct.pack(">hi", 0, 1))])
+    data = _small_batches(Compression.LZ4) + bytes(encode_batch(marker))
+    inline = GrantMasker(grant_with(*KEY_RULES), SECRET, parallel=False)
+    split = _started(GrantMasker(grant_with(*KEY_RULES), SECRET, parallel=True))
+    try:
+        expected, got = inline.mask("orders", 0, data), split.mask("orders", 0, data)
+        assert got.records == expected.records
+        assert got.counts == expected.counts
+        assert got.records.endswith(bytes(encode_batch(marker)))
+        assert split._worker is not None and split._worker.shares == 1
     finally:
         split.close()
 
