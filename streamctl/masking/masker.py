@@ -15,7 +15,8 @@ those offsets again and gets them whole.
 
 With 2+ CPUs, a partition of SPLIT_MIN_RECORDS or more records is masked together with a
 worker process (pool.py): later whole batches go to it when they hold about half the
-records, else the later values of a big batch do. The bytes are the same either way.
+records; else, in a big batch, it masks values from the end while this thread masks from
+the start, until they meet. The bytes are the same either way.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ _PLAN_CACHE_LIMIT = 4096
 _REDACTED_HEADER = BINARY_REPLACEMENT
 #: Batches with at least this many records are split with the worker process, if there is one.
 SPLIT_MIN_RECORDS = 256
-#: The worker's share of a split batch: the calling thread also lays out and re-encodes it.
+#: The worker's share of records when a partition's batches are split between whole batches.
 _WORKER_SHARE = 0.5
 #: A cut at whole batches that would give the worker more than this share is not taken.
 _MAX_WHOLE_BATCH_SHARE = 0.7
@@ -280,11 +281,16 @@ def _replace_split(
     worker: ValueWorker,
     counts: dict[str, int],
 ) -> bytearray | None:
-    """`replace_values` with the later values of the batch masked by the worker meanwhile.
+    """`replace_values`, with the worker masking the batch's values from the last one back.
 
-    `replace_values` calls the transform once per non-empty value, in order; the worker gets
-    the tail of that sequence, this thread masks the head, then takes the worker's answers.
+    `replace_values` calls the transform once per non-empty value, in order. This thread
+    masks from the first value on; the worker masks chunks from the end and sends each when
+    done. When this thread reaches the first value of a received chunk, every later value
+    is the worker's, so it takes them from there: the two meet wherever their speeds put
+    them, and this thread never waits for the worker (on a busy machine it just does more).
     """
+    if not worker.available():  # still stopping its previous share, or gone
+        return replace_values(section, value_mask, counts)
     layout = record_layout(section)
     buf = section.data
     values = [
@@ -292,33 +298,36 @@ def _replace_split(
         for i in range(0, len(layout) - 1, LAYOUT_STRIDE)
         if layout[i + 6] > 0
     ]
-    split = len(values) - int(len(values) * _WORKER_SHARE)
-    if split == len(values):
+    try:
+        worker.submit_values(topic, values)
+    except MaskingError:  # nothing was handed over: this thread masks it all
         return replace_values(section, value_mask, counts)
-    worker.submit_values(topic, values[split:])
+    chunks = worker.poll_chunks()
     tail: list[bytes | None] = []
+    switch = -1  # the index from which values are the worker's, once known
     seen = 0
 
     def transform(value: bytes, counts: dict[str, int]) -> bytes:
-        nonlocal seen, tail
+        nonlocal chunks, tail, switch, seen
         index = seen
         seen += 1
-        if index < split:
-            return value_mask(value, counts)
-        if index == split:
-            tail, worker_counts = worker.result_values(len(values) - split)
-            for name, n in worker_counts.items():
-                counts[name] = counts.get(name, 0) + n
-        new = tail[index - split]
+        if switch < 0:
+            if not index & 31:
+                chunks = worker.poll_chunks()
+            if index not in chunks:
+                return value_mask(value, counts)
+            taken = worker.take_chunks(index, counts)
+            if taken is None:
+                return value_mask(value, counts)
+            tail, switch = taken, index
+        new = tail[index - switch]
         return value if new is None else new
 
     try:
         out = replace_values(section, transform, counts)
-    except BaseException:
-        worker.abandon()
-        raise
+    finally:
+        worker.finish_values()
     if seen != len(values):  # the layouts disagree: never pass on a half-masked batch
-        worker.abandon()
         raise MaskingError("the batch's values changed while being masked")
     return out
 

@@ -20,11 +20,13 @@ import logging
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from typing import Any, NoReturn
 
 from streamctl.masking.errors import MaskingError
+from streamctl.masking.payload import PayloadMask, payload_mask
 from streamctl.policy.grant import MaskingRule
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,8 @@ DEFAULT_TIMEOUT = 10.0
 _READY = "ready"
 _VALUES = "values"
 _BATCHES = "batches"
+_STOP = "stop"
+_DONE = "done"
 _TOPIC_CACHE_LIMIT = 4096
 
 
@@ -56,6 +60,11 @@ class ValueWorker:
         self._conn: Connection | None = None
         self._ready = False
         self._pending = ""  # the kind of share the worker is masking now ("" when idle)
+        self._chunks: dict[int, tuple[list[bytes | None], dict[str, int]]] = {}
+        self._share_size = 0
+        self._worker_done = False
+        #: When a values share was ended before the worker finished it (None: not draining).
+        self._draining_since: float | None = None
         #: Set once the worker failed: from then on the caller masks everything itself.
         self.broken = False
         #: Shares masked by the worker so far.
@@ -73,15 +82,16 @@ class ValueWorker:
             self._start()
             if self._conn is None:
                 return False
+        if self._ready:
+            return self._drained() and not self.broken
+        try:
+            if not self._conn.poll(wait):
+                return False
+            self._ready = self._conn.recv() == _READY
+        except (OSError, EOFError):
+            self._ready = False
         if not self._ready:
-            try:
-                if not self._conn.poll(wait):
-                    return False
-                self._ready = self._conn.recv() == _READY
-            except (OSError, EOFError):
-                self._ready = False
-            if not self._ready:
-                self._give_up("the masking worker did not start")
+            self._give_up("the masking worker did not start")
         return self._ready
 
     @property
@@ -90,19 +100,100 @@ class ValueWorker:
         return None if self._proc is None else self._proc.pid
 
     def submit_values(self, topic: str, values: list[bytes]) -> None:
-        """Hand the worker record values to mask; `result_values` collects the answer."""
+        """Hand the worker a batch's values; it masks chunks of them from the last one back.
+
+        The caller masks from the first value on and takes the worker's chunks once it
+        reaches one (`take_chunks`); `finish_values` ends the share either way.
+        """
         self._submit(_VALUES, (_VALUES, topic, values))
+        self._chunks = {}
+        self._share_size = len(values)
+        self._worker_done = False
+
+    def poll_chunks(self) -> dict[int, tuple[list[bytes | None], dict[str, int]]]:
+        """The chunks the worker has finished so far, by first index; never waits."""
+        conn = self._conn
+        if conn is None or self._pending != _VALUES:
+            return self._chunks
+        try:
+            while not self._worker_done and conn.poll(0):
+                self._take_message(conn.recv())
+        except (OSError, EOFError):
+            self._give_up("the masking worker stopped")
+        return self._chunks
+
+    def take_chunks(self, first: int, counts: dict[str, int]) -> list[bytes | None] | None:
+        """The worker's masked values from index `first` to the end, counts added; or None.
+
+        None when `first` does not start an unbroken run of received chunks up to the end.
+        """
+        chunks, out, index = self._chunks, [], first
+        while index < self._share_size:
+            chunk = chunks.get(index)
+            if chunk is None:
+                return None
+            out += chunk[0]
+            index += len(chunk[0])
+        if index != self._share_size:
+            self._fail("the masking worker answered for the wrong number of values")
+        index = first
+        while index < self._share_size:
+            values, chunk_counts = chunks[index]
+            for name, n in chunk_counts.items():
+                counts[name] = counts.get(name, 0) + n
+            index += len(values)
+        self.shares += 1
+        return out
+
+    def finish_values(self) -> None:
+        """End the values share: the worker stops after its current chunk (never waited for)."""
+        if self._pending != _VALUES:
+            return
+        self._pending = ""
+        self._chunks = {}
+        if not self._worker_done and self._conn is not None:
+            try:
+                self._conn.send(_STOP)
+            except (OSError, ValueError):
+                self._give_up("the masking worker stopped")
+                return
+            self._draining_since = time.monotonic()
+
+    def _take_message(self, message: Any) -> None:
+        if message == _DONE:
+            self._worker_done = True
+            return
+        if type(message) is str:  # a value broke masking there: the caller masks the rest
+            return
+        if (
+            type(message) is not tuple or len(message) != 3 or type(message[0]) is not int
+            or type(message[1]) is not list or type(message[2]) is not dict
+            or not 0 <= message[0] < self._share_size
+        ):
+            self._fail("the masking worker answered something unexpected")
+        self._chunks[message[0]] = (message[1], message[2])
+
+    def _drained(self) -> bool:
+        """After a values share ended early: True once the worker said it stopped."""
+        if self._draining_since is None:
+            return True
+        conn = self._conn
+        try:
+            while conn is not None and conn.poll(0):
+                message = conn.recv()
+                if message == _DONE:
+                    self._draining_since = None
+                    return True
+        except (OSError, EOFError):
+            self._give_up("the masking worker stopped")
+            return False
+        if time.monotonic() - self._draining_since > self._timeout:
+            self._give_up(f"the masking worker did not stop within {self._timeout:g} s")
+        return False
 
     def submit_batches(self, topic: str, records: bytes) -> None:
         """Hand the worker whole record batches to mask; `result_batches` collects them."""
         self._submit(_BATCHES, (_BATCHES, topic, records))
-
-    def result_values(self, expected: int) -> tuple[list[bytes | None], dict[str, int]]:
-        """The masked values (None where one is unchanged) and their counts; fails closed."""
-        out, counts = self._result(_VALUES)
-        if type(out) is not list or len(out) != expected:
-            self._fail("the masking worker answered for the wrong number of values")
-        return out, counts
 
     def result_batches(self) -> tuple[bytes, dict[str, int]]:
         """The masked batches and their counts; fails closed."""
@@ -112,7 +203,10 @@ class ValueWorker:
         return out, counts
 
     def _submit(self, kind: str, job: tuple[Any, ...]) -> None:
-        if self._conn is None or not self._ready or self._pending:
+        if (
+            self._conn is None or not self._ready or self._pending
+            or self._draining_since is not None
+        ):
             raise MaskingError("the masking worker is not ready")
         try:
             self._conn.send(job)
@@ -156,6 +250,8 @@ class ValueWorker:
         self._conn = self._proc = None
         self._ready = False
         self._pending = ""
+        self._chunks = {}
+        self._draining_since = None
         if conn is not None:
             try:
                 conn.send(None)
@@ -201,7 +297,6 @@ class ValueWorker:
 def serve(conn: Connection) -> None:
     """The worker's loop: receive the rules once, then mask shares until told to stop."""
     from streamctl.masking.masker import GrantMasker
-    from streamctl.masking.payload import PayloadMask, payload_mask
     from streamctl.masking.rules import plan_for
 
     rules, hash_key, max_decompressed = conn.recv()
@@ -215,6 +310,8 @@ def serve(conn: Connection) -> None:
             return
         if job is None:
             return
+        if job == _STOP:  # a share the worker had already finished
+            continue
         kind, topic, work = job
         try:
             if kind == _BATCHES:
@@ -226,15 +323,31 @@ def serve(conn: Connection) -> None:
                     masks.clear()
                 plan = plan_for(masker.rules, topic)
                 masks[topic] = None if plan is None else payload_mask(plan.value)
-            mask = masks[topic]
-            if mask is None:
-                raise MaskingError("no masking rule covers the topic")
+            _mask_chunks(conn, masks[topic], work)
+            continue
+        except Exception as exc:  # the parent fails the batch closed; no content in the text
+            conn.send(type(exc).__name__)
+
+
+def _mask_chunks(conn: Connection, mask: PayloadMask | None, values: list[bytes]) -> None:
+    """Mask values in chunks from the last one back, sending each; stop when told to."""
+    try:
+        if mask is None:
+            raise MaskingError("no masking rule covers the topic")
+        size = min(max(len(values) // 16, 32), 256)
+        end = len(values)
+        while end > 0:
+            if conn.poll(0) and conn.recv() == _STOP:
+                break
+            start = max(0, end - size)
             counts: dict[str, int] = {}
             out: list[bytes | None] = []
             add = out.append
-            for value in work:
+            for value in values[start:end]:
                 new = mask(value, counts)
                 add(None if new is value else new)
-            conn.send((out, counts))
-        except Exception as exc:  # the parent fails the batch closed; no content in the text
-            conn.send(type(exc).__name__)
+            conn.send((start, out, counts))
+            end = start
+    except Exception as exc:  # the caller masks what is left; no content in the text
+        conn.send(type(exc).__name__)
+    conn.send(_DONE)

@@ -74,6 +74,30 @@ def _started(masker: GrantMasker) -> GrantMasker:
     return masker
 
 
+def _slow_thread(masker: GrantMasker, delay: float = 0.0005) -> GrantMasker:
+    """Slow the calling thread's value mask, so the worker surely meets it early."""
+    plan = masker._plan("orders")
+    assert plan is not None
+    fast = masker._value_masks[id(plan)]
+
+    def slow(raw: bytes, counts: dict[str, int]) -> bytes:
+        time.sleep(delay)
+        return fast(raw, counts)
+
+    masker._value_masks[id(plan)] = slow
+    return masker
+
+
+def _until_done(worker: ValueWorker) -> dict[int, tuple[list[bytes | None], dict[str, int]]]:
+    """Every chunk of the current values share, once the worker says it is done."""
+    deadline = time.monotonic() + 30
+    while not worker._worker_done:
+        assert time.monotonic() < deadline
+        chunks = worker.poll_chunks()
+        time.sleep(0.01)
+    return chunks
+
+
 @pytest.fixture
 def parallel() -> Iterator[GrantMasker]:
     masker = _started(GrantMasker(grant_with(*KEY_RULES), SECRET, parallel=True))
@@ -85,10 +109,11 @@ def parallel() -> Iterator[GrantMasker]:
 def test_split_batches_equal_one_thread(codec: int) -> None:
     for rules in (KEY_RULES, (*KEY_RULES, DETECTOR_RULE)):
         inline = GrantMasker(grant_with(*rules), SECRET, parallel=False)
-        split = _started(GrantMasker(grant_with(*rules), SECRET, parallel=True))
+        split = _slow_thread(_started(GrantMasker(grant_with(*rules), SECRET, parallel=True)))
         try:
             one = _records(codec)
-            # one big batch is split inside; two are split at the batch boundary
+            # one big batch is split inside (the worker masks from the end and meets this
+            # thread); two are split at the batch boundary
             for shares, data in enumerate((one, one + _records(codec, base=100 + COUNT)), 1):
                 expected, got = inline.mask("orders", 0, data), split.mask("orders", 0, data)
                 assert got.records == expected.records
@@ -162,11 +187,23 @@ def test_the_key_reaches_the_worker_only_through_its_socket(parallel: GrantMaske
         assert worker._hash_key.hex().encode() not in seen
 
 
-@pytest.mark.parametrize("many", [False, True], ids=["one-batch", "many-batches"])
-def test_a_dead_worker_fails_the_batch_closed_then_masking_goes_on(
-    parallel: GrantMasker, many: bool
+def test_a_dead_worker_leaves_a_big_batch_to_this_thread(parallel: GrantMasker) -> None:
+    data = _records(Compression.ZSTD)
+    expected = GrantMasker(grant_with(*KEY_RULES), SECRET, parallel=False).mask("orders", 0, data)
+    pid = parallel.worker_pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    time.sleep(0.2)
+    # nothing of the worker's was taken, so this thread masks every value itself
+    assert parallel.mask("orders", 0, data).records == expected.records
+    assert parallel.worker_pid is None
+    assert parallel.mask("orders", 0, data).records == expected.records
+
+
+def test_a_dead_worker_fails_its_whole_batches_closed_then_masking_goes_on(
+    parallel: GrantMasker,
 ) -> None:
-    data = _small_batches(Compression.ZSTD) if many else _records(Compression.ZSTD)
+    data = _small_batches(Compression.ZSTD)
     expected = GrantMasker(grant_with(*KEY_RULES), SECRET, parallel=False).mask("orders", 0, data)
     pid = parallel.worker_pid
     assert pid is not None
@@ -178,16 +215,16 @@ def test_a_dead_worker_fails_the_batch_closed_then_masking_goes_on(
     assert parallel.worker_pid is None
 
 
-def test_a_stuck_worker_fails_the_batch_closed() -> None:
+def test_a_stuck_worker_fails_whole_batches_closed_and_is_stopped() -> None:
     worker = ValueWorker(KEY_RULES, b"k" * 32, max_decompressed=1 << 20, timeout=0.5)
     assert worker.available(wait=30.0)
     pid = worker.pid
     assert pid is not None
     os.kill(pid, signal.SIGSTOP)
     try:
-        worker.submit_values("orders", [b'{"customer":{"email":"a@b.example"}}'])
+        worker.submit_batches("orders", _records(0, 10))
         with pytest.raises(MaskingError, match="no answer"):
-            worker.result_values(1)
+            worker.result_batches()
         assert worker.broken and worker.pid is None
         assert not worker.available()
     finally:
@@ -197,19 +234,49 @@ def test_a_stuck_worker_fails_the_batch_closed() -> None:
             pass
 
 
-def test_a_value_the_worker_cannot_mask_fails_only_that_batch() -> None:
+def test_a_stuck_worker_is_never_waited_for_on_values_and_is_stopped() -> None:
+    worker = ValueWorker(KEY_RULES, b"k" * 32, max_decompressed=1 << 20, timeout=0.5)
+    assert worker.available(wait=30.0)
+    pid = worker.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        worker.submit_values("orders", [b'{"customer":{"email":"a@b.example"}}'] * 100)
+        assert worker.poll_chunks() == {}
+        assert worker.take_chunks(0, {}) is None
+        worker.finish_values()
+        assert not worker.available()  # still stopping its share: the caller works alone
+        time.sleep(0.6)
+        assert not worker.available()
+        assert worker.broken and worker.pid is None
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def test_a_value_the_worker_cannot_mask_leaves_the_rest_to_the_caller() -> None:
     worker = ValueWorker((rule(name="x", fields=("a",), strategy="hash"),), b"k" * 32,
                          max_decompressed=1 << 20)
     try:
         assert worker.available(wait=30.0)
         worker.submit_values("elsewhere", [b'{"a":1}'])  # no rule covers the topic in the worker
-        with pytest.raises(MaskingError, match="worker"):
-            worker.result_values(1)
-        assert not worker.broken
-        worker.submit_values("orders", [b'{"a":"v"}', b"{}"])
-        out, counts = worker.result_values(2)
-        assert out[1] is None and out[0] is not None and out[0].startswith(b'{"a":"hmac:')
-        assert counts == {"x": 1}
+        assert _until_done(worker) == {}
+        assert worker.take_chunks(0, {}) is None
+        worker.finish_values()
+        assert worker.available() and not worker.broken
+        worker.submit_values("orders", [b'{"a":"v"}', b"{}"] * 40)
+        chunks = _until_done(worker)
+        assert len(chunks) == 3  # 32 values a chunk, the last one back first
+        counts: dict[str, int] = {}
+        out = worker.take_chunks(0, counts)
+        assert out is not None and len(out) == 80
+        assert all(v is None for v in out[1::2])
+        assert all(v is not None and v.startswith(b'{"a":"hmac:') for v in out[0::2])
+        assert counts == {"x": 40}
+        worker.finish_values()
+        assert worker.available()
     finally:
         worker.close()
 
