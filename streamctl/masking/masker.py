@@ -291,15 +291,8 @@ def _replace_split(
     """
     if not worker.available():  # still stopping its previous share, or gone
         return replace_values(section, value_mask, counts)
-    layout = record_layout(section)
-    buf = section.data
-    values = [
-        buf[layout[i + 5] : layout[i + 5] + layout[i + 6]]
-        for i in range(0, len(layout) - 1, LAYOUT_STRIDE)
-        if layout[i + 6] > 0
-    ]
     try:
-        worker.submit_values(topic, values)
+        worker.submit_values(topic, section.header, section.data[section.start : section.end])
     except MaskingError:  # nothing was handed over: this thread masks it all
         return replace_values(section, value_mask, counts)
     chunks = worker.poll_chunks()
@@ -327,8 +320,8 @@ def _replace_split(
         out = replace_values(section, transform, counts)
     finally:
         worker.finish_values()
-    if seen != len(values):  # the layouts disagree: never pass on a half-masked batch
-        raise MaskingError("the batch's values changed while being masked")
+    if switch >= 0 and seen != switch + len(tail):  # never pass on a half-masked batch
+        raise MaskingError("the worker and this thread disagree on the batch's values")
     return out
 
 

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from typing import Any, NoReturn
 
+from streamctl.kafka.records import LAYOUT_STRIDE, RecordSection, record_layout
 from streamctl.masking.errors import MaskingError
 from streamctl.masking.payload import PayloadMask, payload_mask
 from streamctl.policy.grant import MaskingRule
@@ -99,15 +100,16 @@ class ValueWorker:
         """The worker's process id while it runs."""
         return None if self._proc is None else self._proc.pid
 
-    def submit_values(self, topic: str, values: list[bytes]) -> None:
-        """Hand the worker a batch's values; it masks chunks of them from the last one back.
+    def submit_values(self, topic: str, header: tuple[int, ...], records: bytes) -> None:
+        """Hand the worker a batch's (uncompressed) records; it masks chunks of their
+        non-empty values from the last one back, numbered as `replace_values` meets them.
 
         The caller masks from the first value on and takes the worker's chunks once it
         reaches one (`take_chunks`); `finish_values` ends the share either way.
         """
-        self._submit(_VALUES, (_VALUES, topic, values))
+        self._submit(_VALUES, (_VALUES, topic, (header, records)))
         self._chunks = {}
-        self._share_size = len(values)
+        self._share_size = -1  # told by the worker with its chunks
         self._worker_done = False
 
     def poll_chunks(self) -> dict[int, tuple[list[bytes | None], dict[str, int]]]:
@@ -122,12 +124,19 @@ class ValueWorker:
             self._give_up("the masking worker stopped")
         return self._chunks
 
+    @property
+    def share_size(self) -> int:
+        """How many values the worker found in the current share (-1 until it said)."""
+        return self._share_size
+
     def take_chunks(self, first: int, counts: dict[str, int]) -> list[bytes | None] | None:
         """The worker's masked values from index `first` to the end, counts added; or None.
 
         None when `first` does not start an unbroken run of received chunks up to the end.
         """
         chunks, out, index = self._chunks, [], first
+        if first not in chunks:
+            return None
         while index < self._share_size:
             chunk = chunks.get(index)
             if chunk is None:
@@ -143,21 +152,27 @@ class ValueWorker:
                 counts[name] = counts.get(name, 0) + n
             index += len(values)
         self.shares += 1
+        self._stop_share()  # the caller has met the worker: what it would do next is done
         return out
 
     def finish_values(self) -> None:
         """End the values share: the worker stops after its current chunk (never waited for)."""
         if self._pending != _VALUES:
             return
+        self._stop_share()
         self._pending = ""
         self._chunks = {}
-        if not self._worker_done and self._conn is not None:
-            try:
-                self._conn.send(_STOP)
-            except (OSError, ValueError):
-                self._give_up("the masking worker stopped")
-                return
-            self._draining_since = time.monotonic()
+
+    def _stop_share(self) -> None:
+        """Tell the worker to stop the values share after its current chunk (once)."""
+        if self._worker_done or self._draining_since is not None or self._conn is None:
+            return
+        try:
+            self._conn.send(_STOP)
+        except (OSError, ValueError):
+            self._give_up("the masking worker stopped")
+            return
+        self._draining_since = time.monotonic()
 
     def _take_message(self, message: Any) -> None:
         if message == _DONE:
@@ -166,11 +181,13 @@ class ValueWorker:
         if type(message) is str:  # a value broke masking there: the caller masks the rest
             return
         if (
-            type(message) is not tuple or len(message) != 3 or type(message[0]) is not int
+            type(message) is not tuple or len(message) != 4 or type(message[0]) is not int
             or type(message[1]) is not list or type(message[2]) is not dict
-            or not 0 <= message[0] < self._share_size
+            or type(message[3]) is not int or not 0 <= message[0] < message[3]
+            or self._share_size not in (-1, message[3])
         ):
             self._fail("the masking worker answered something unexpected")
+        self._share_size = message[3]
         self._chunks[message[0]] = (message[1], message[2])
 
     def _drained(self) -> bool:
@@ -313,41 +330,54 @@ def serve(conn: Connection) -> None:
         if job == _STOP:  # a share the worker had already finished
             continue
         kind, topic, work = job
-        try:
-            if kind == _BATCHES:
+        if kind == _BATCHES:
+            try:
                 outcome = masker.mask(topic, 0, work)
                 conn.send((bytes(outcome.records), dict(outcome.counts)))
-                continue
+            except Exception as exc:  # the parent fails the batch closed; no content here
+                conn.send(type(exc).__name__)
+            continue
+        try:
             if topic not in masks:
                 if len(masks) >= _TOPIC_CACHE_LIMIT:
                     masks.clear()
                 plan = plan_for(masker.rules, topic)
                 masks[topic] = None if plan is None else payload_mask(plan.value)
-            _mask_chunks(conn, masks[topic], work)
-            continue
-        except Exception as exc:  # the parent fails the batch closed; no content in the text
+            _mask_chunks(conn, masks[topic], *work)
+        except Exception as exc:  # the caller masks what is left; no content in the text
             conn.send(type(exc).__name__)
+        conn.send(_DONE)
 
 
-def _mask_chunks(conn: Connection, mask: PayloadMask | None, values: list[bytes]) -> None:
-    """Mask values in chunks from the last one back, sending each; stop when told to."""
-    try:
-        if mask is None:
-            raise MaskingError("no masking rule covers the topic")
-        size = min(max(len(values) // 16, 32), 256)
-        end = len(values)
-        while end > 0:
-            if conn.poll(0) and conn.recv() == _STOP:
-                break
-            start = max(0, end - size)
-            counts: dict[str, int] = {}
-            out: list[bytes | None] = []
-            add = out.append
-            for value in values[start:end]:
-                new = mask(value, counts)
-                add(None if new is value else new)
-            conn.send((start, out, counts))
-            end = start
-    except Exception as exc:  # the caller masks what is left; no content in the text
-        conn.send(type(exc).__name__)
-    conn.send(_DONE)
+def _mask_chunks(
+    conn: Connection, mask: PayloadMask | None, header: tuple[int, ...], records: bytes
+) -> None:
+    """Mask a batch's non-empty values in chunks from the last one back, sending each.
+
+    The values are found with `record_layout`, as `replace_values` finds them, so chunk
+    indexes match the order in which the caller's transform sees them. Stops when told to.
+    """
+    if mask is None:
+        raise MaskingError("no masking rule covers the topic")
+    section = RecordSection(0, len(records), header, records, 0, len(records))
+    layout = record_layout(section)
+    values = [
+        records[layout[i + 5] : layout[i + 5] + layout[i + 6]]
+        for i in range(0, len(layout) - 1, LAYOUT_STRIDE)
+        if layout[i + 6] > 0
+    ]
+    total = len(values)
+    size = min(max(total // 16, 32), 256)
+    end = total
+    while end > 0:
+        if conn.poll(0) and conn.recv() == _STOP:
+            return
+        start = max(0, end - size)
+        counts: dict[str, int] = {}
+        out: list[bytes | None] = []
+        add = out.append
+        for value in values[start:end]:
+            new = mask(value, counts)
+            add(None if new is value else new)
+        conn.send((start, out, counts, total))
+        end = start

@@ -23,7 +23,13 @@ import pytest
 from confluent_kafka import Consumer, Producer
 
 from streamctl.kafka.compression import Compression
-from streamctl.kafka.records import Record, RecordBatch, decode_batches, encode_batch
+from streamctl.kafka.records import (
+    Record,
+    RecordBatch,
+    decode_batches,
+    decode_sections,
+    encode_batch,
+)
 from streamctl.masking import GrantMasker, MaskingError
 from streamctl.masking.masker import SPLIT_MIN_RECORDS
 from streamctl.masking.pool import ValueWorker
@@ -86,6 +92,14 @@ def _slow_thread(masker: GrantMasker, delay: float = 0.0005) -> GrantMasker:
 
     masker._value_masks[id(plan)] = slow
     return masker
+
+
+def _share(values: list[bytes | None]) -> tuple[tuple[int, ...], bytes]:
+    """A batch's header and uncompressed records, as the worker is given them."""
+    records = [Record(0, i, i, None, v) for i, v in enumerate(values)]
+    batch = RecordBatch(0, 0, 0, len(values) - 1, 0, 0, -1, -1, -1, records)
+    section = decode_sections(bytes(encode_batch(batch)))[0][0]
+    return section.header, bytes(section.data[section.start : section.end])
 
 
 def _until_done(worker: ValueWorker) -> dict[int, tuple[list[bytes | None], dict[str, int]]]:
@@ -241,7 +255,7 @@ def test_a_stuck_worker_is_never_waited_for_on_values_and_is_stopped() -> None:
     assert pid is not None
     os.kill(pid, signal.SIGSTOP)
     try:
-        worker.submit_values("orders", [b'{"customer":{"email":"a@b.example"}}'] * 100)
+        worker.submit_values("orders", *_share([b'{"customer":{"email":"a@b.example"}}'] * 100))
         assert worker.poll_chunks() == {}
         assert worker.take_chunks(0, {}) is None
         worker.finish_values()
@@ -261,12 +275,12 @@ def test_a_value_the_worker_cannot_mask_leaves_the_rest_to_the_caller() -> None:
                          max_decompressed=1 << 20)
     try:
         assert worker.available(wait=30.0)
-        worker.submit_values("elsewhere", [b'{"a":1}'])  # no rule covers the topic in the worker
+        worker.submit_values("elsewhere", *_share([b'{"a":1}']))  # no rule covers it there
         assert _until_done(worker) == {}
         assert worker.take_chunks(0, {}) is None
         worker.finish_values()
         assert worker.available() and not worker.broken
-        worker.submit_values("orders", [b'{"a":"v"}', b"{}"] * 40)
+        worker.submit_values("orders", *_share([b'{"a":"v"}', b"{}", None] * 40))
         chunks = _until_done(worker)
         assert len(chunks) == 3  # 32 values a chunk, the last one back first
         counts: dict[str, int] = {}
