@@ -14,9 +14,9 @@ dropped rather than passed on, since its records could not be masked; the client
 those offsets again and gets them whole.
 
 With 2+ CPUs, a partition of SPLIT_MIN_RECORDS or more records is masked together with a
-worker process (pool.py): later whole batches go to it when they hold about half the
-records; else, in a big batch, it masks values from the end while this thread masks from
-the start, until they meet. The bytes are the same either way.
+worker process (pool.py): this thread masks from the start, the worker from the end, in
+whole batches (many small ones) or in chunks of values (inside a big batch), until they
+meet. This thread never waits for the worker; the bytes are the same either way.
 """
 
 from __future__ import annotations
@@ -59,10 +59,9 @@ _PLAN_CACHE_LIMIT = 4096
 _REDACTED_HEADER = BINARY_REPLACEMENT
 #: Batches with at least this many records are split with the worker process, if there is one.
 SPLIT_MIN_RECORDS = 256
-#: The worker's share of records when a partition's batches are split between whole batches.
-_WORKER_SHARE = 0.5
-#: A cut at whole batches that would give the worker more than this share is not taken.
-_MAX_WHOLE_BATCH_SHARE = 0.7
+#: With one batch holding more than this share of a partition's records, whole batches are
+#: too coarse to share out: the split is made inside the big batches instead.
+_MAX_WHOLE_BATCH_SHARE = 0.125
 
 
 class GrantMasker:
@@ -124,6 +123,22 @@ class GrantMasker:
         """Stop the worker process, if one was started (masking still works afterwards)."""
         if self._worker is not None:
             self._worker.close()
+
+    def sections(self, records: bytes) -> list[RecordSection]:
+        """The complete batches of a records field, opened (CRC checked, decompressed)."""
+        return decode_sections(records, max_decompressed=self._max_decompressed)[0]
+
+    def mask_section(
+        self, topic: str, records: bytes, section: RecordSection
+    ) -> tuple[bytes, dict[str, int]]:
+        """One opened batch of a value-rules topic masked in this thread, and its counts."""
+        plan = self._plan(topic)
+        if plan is None:
+            raise MaskingError("no masking rule covers the topic")
+        counts: dict[str, int] = dict.fromkeys(plan.rule_names, 0)
+        counts[RECORDS_SEEN] = 0
+        value_mask = self._value_masks[id(plan)]
+        return self._mask_sections(topic, records, (section,), value_mask, counts, None), counts
 
     def _plan(self, topic: str) -> TopicPlan | None:
         try:
@@ -210,26 +225,49 @@ class GrantMasker:
         try:
             if not worker.available():
                 return self._mask_sections(topic, records, sections, value_mask, counts, None)
-            cut = _batch_cut(sections, total)
-            if cut is None:  # a batch too big to balance by whole batches: split inside it
+            if max(s.header[12] for s in sections) > total * _MAX_WHOLE_BATCH_SHARE:
                 return self._mask_sections(topic, records, sections, value_mask, counts, worker)
-            first, last = sections[cut], sections[-1]
-            worker.submit_batches(topic, records[first.position : last.position + last.size])
-            try:
-                head = self._mask_sections(
-                    topic, records, sections[:cut], value_mask, counts, None)
-            except BaseException:
-                worker.abandon()
-                raise
-            tail, worker_counts = worker.result_batches()
-            expected = sum(s.header[12] for s in sections[cut:] if not s.header[5] & CONTROL_BIT)
-            if worker_counts.get(RECORDS_SEEN) != expected:  # it did not mask what it was given
-                raise MaskingError("the masking worker did not mask every record it was given")
-            for name, n in worker_counts.items():
-                counts[name] = counts.get(name, 0) + n
-            return head + tail
+            return self._mask_split_batches(topic, records, sections, value_mask, counts, worker)
         finally:
             self._worker_lock.release()
+
+    def _mask_split_batches(
+        self,
+        topic: str,
+        records: bytes,
+        sections: Sequence[RecordSection],
+        value_mask: PayloadMask,
+        counts: dict[str, int],
+        worker: ValueWorker,
+    ) -> bytes:
+        """Whole batches: this thread masks from the first, the worker from the last, and
+        when this thread reaches a batch the worker has sent, the rest are the worker's."""
+        last = sections[-1]
+        try:
+            worker.submit_batches(topic, records[sections[0].position : last.position + last.size])
+        except MaskingError:  # nothing was handed over: this thread masks it all
+            return self._mask_sections(topic, records, sections, value_mask, counts, None)
+        parts: list[bytes | bytearray] = []
+        try:
+            for index, section in enumerate(sections):
+                if index in worker.poll_chunks():
+                    theirs: dict[str, int] = {}
+                    taken = worker.take_chunks(index, theirs)
+                    if taken is not None:
+                        rest = sections[index:]
+                        batches = [b for b in taken if type(b) is bytes]
+                        expected = sum(s.header[12] for s in rest if not s.header[5] & CONTROL_BIT)
+                        if len(batches) != len(rest) or theirs.get(RECORDS_SEEN) != expected:
+                            raise MaskingError("the masking worker answered for other batches")
+                        for name, n in theirs.items():
+                            counts[name] = counts.get(name, 0) + n
+                        parts += batches
+                        break
+                parts.append(self._mask_sections(
+                    topic, records, (section,), value_mask, counts, None))
+        finally:
+            worker.finish_values()
+        return b"".join(parts)
 
     def _mask_sections(
         self,
@@ -258,20 +296,6 @@ class GrantMasker:
                 masked = replace_values(section, value_mask, counts)
             parts.append(original if masked is None else masked)
         return b"".join(parts)
-
-
-def _batch_cut(sections: Sequence[RecordSection], total: int) -> int | None:
-    """Where the worker's whole batches start, when they hold about its share of records.
-
-    None when no cut gives both sides a fair part (one batch holds most records).
-    """
-    want = total * _WORKER_SHARE
-    tail = 0
-    for index in range(len(sections) - 1, 0, -1):
-        tail += sections[index].header[12]
-        if tail >= want:
-            return index if tail <= total * _MAX_WHOLE_BATCH_SHARE else None
-    return None
 
 
 def _replace_split(

@@ -1,17 +1,21 @@
-"""A second process that masks part of a large batch's values while the caller masks the rest.
+"""A second process that masks part of a large partition while the tunnel thread masks the rest.
 
 Masking is CPU-bound Python (JSON parse, keyed hash, serialise), and with one Fetch in flight
 per broker it sits on the consumer's critical path. A worker process has its own interpreter
-(its own GIL), so it can mask the later part of a big batch's values while the tunnel thread
-masks the first part; the answers come back in order and the batch is re-encoded once.
+(its own GIL), so it can mask at the same time as the tunnel thread: the thread masks from
+the start (batch by batch, or value by value inside one big batch), the worker from the end
+in chunks it sends as each is done, and when the thread reaches the first item of a chunk it
+has received, the rest is the worker's. They meet wherever their speeds put them, so the
+thread never waits for the worker; on a busy machine it simply does more itself.
 
-- The worker starts lazily, the first time a large batch is masked, and is used only once it
-  has said it is ready: masking never waits for a start-up.
+- The worker starts lazily, the first time a large partition is masked, and is used only once
+  it has said it is ready: masking never waits for a start-up.
 - The grant's rules and the derived hash key reach the worker over its socket, never through
   argv, the environment or a log line.
-- Fail closed: a worker that dies, answers late or answers something unexpected makes that
-  batch fail (MaskingError, so the partition gets an error and no records); the worker is
-  then stopped and later batches are masked in the calling thread.
+- A worker that dies or stalls costs nothing but speed: nothing of it is used unless it
+  arrived whole, so the thread masks the rest itself; the worker is then stopped (killed if
+  it does not stop) and later partitions are masked in the thread alone. An answer out of
+  shape fails the partition closed (MaskingError: an error and no records).
 """
 
 from __future__ import annotations
@@ -23,12 +27,15 @@ import sys
 import time
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from streamctl.kafka.records import LAYOUT_STRIDE, RecordSection, record_layout
 from streamctl.masking.errors import MaskingError
 from streamctl.masking.payload import PayloadMask, payload_mask
 from streamctl.policy.grant import MaskingRule
+
+if TYPE_CHECKING:
+    from streamctl.masking.masker import GrantMasker
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +122,7 @@ class ValueWorker:
     def poll_chunks(self) -> dict[int, tuple[list[bytes | None], dict[str, int]]]:
         """The chunks the worker has finished so far, by first index; never waits."""
         conn = self._conn
-        if conn is None or self._pending != _VALUES:
+        if conn is None or not self._pending:
             return self._chunks
         try:
             while not self._worker_done and conn.poll(0):
@@ -156,8 +163,8 @@ class ValueWorker:
         return out
 
     def finish_values(self) -> None:
-        """End the values share: the worker stops after its current chunk (never waited for)."""
-        if self._pending != _VALUES:
+        """End the share: the worker stops after its current chunk (never waited for)."""
+        if not self._pending:
             return
         self._stop_share()
         self._pending = ""
@@ -209,15 +216,12 @@ class ValueWorker:
         return False
 
     def submit_batches(self, topic: str, records: bytes) -> None:
-        """Hand the worker whole record batches to mask; `result_batches` collects them."""
+        """Hand the worker whole batches; it masks them from the last one back, one chunk
+        each (a list holding the masked batch), taken as with `submit_values`."""
         self._submit(_BATCHES, (_BATCHES, topic, records))
-
-    def result_batches(self) -> tuple[bytes, dict[str, int]]:
-        """The masked batches and their counts; fails closed."""
-        out, counts = self._result(_BATCHES)
-        if type(out) is not bytes:
-            self._fail("the masking worker answered something unexpected")
-        return out, counts
+        self._chunks = {}
+        self._share_size = -1
+        self._worker_done = False
 
     def _submit(self, kind: str, job: tuple[Any, ...]) -> None:
         if (
@@ -230,36 +234,6 @@ class ValueWorker:
         except (OSError, ValueError) as exc:
             self._fail(f"the masking worker could not take work ({type(exc).__name__})")
         self._pending = kind
-
-    def _result(self, kind: str) -> tuple[Any, dict[str, int]]:
-        conn = self._conn
-        if conn is None or self._pending != kind:
-            raise MaskingError("no such share was given to the masking worker")
-        self._pending = ""
-        try:
-            if not conn.poll(self._timeout):
-                self._fail(f"the masking worker gave no answer within {self._timeout:g} s")
-            answer: Any = conn.recv()
-        except (OSError, EOFError) as exc:
-            self._fail(f"the masking worker stopped ({type(exc).__name__})")
-        if type(answer) is str:  # the worker is fine, but a value in its share broke masking
-            raise MaskingError(f"masking failed in the worker ({answer:.80})")
-        if type(answer) is not tuple or len(answer) != 2 or type(answer[1]) is not dict:
-            self._fail("the masking worker answered something unexpected")
-        self.shares += 1
-        return answer[0], answer[1]
-
-    def abandon(self) -> None:
-        """The caller gave up on a share mid-batch: drop its answer so the next one lines up."""
-        if self._pending:
-            self._pending = ""
-            try:
-                if self._conn is not None and self._conn.poll(self._timeout):
-                    self._conn.recv()
-                    return
-            except (OSError, EOFError):
-                pass
-            self._give_up("the masking worker did not answer a share it was given")
 
     def close(self) -> None:
         """Stop the worker (it also stops by itself when its socket closes)."""
@@ -330,23 +304,30 @@ def serve(conn: Connection) -> None:
         if job == _STOP:  # a share the worker had already finished
             continue
         kind, topic, work = job
-        if kind == _BATCHES:
-            try:
-                outcome = masker.mask(topic, 0, work)
-                conn.send((bytes(outcome.records), dict(outcome.counts)))
-            except Exception as exc:  # the parent fails the batch closed; no content here
-                conn.send(type(exc).__name__)
-            continue
         try:
-            if topic not in masks:
-                if len(masks) >= _TOPIC_CACHE_LIMIT:
-                    masks.clear()
-                plan = plan_for(masker.rules, topic)
-                masks[topic] = None if plan is None else payload_mask(plan.value)
-            _mask_chunks(conn, masks[topic], *work)
+            if kind == _BATCHES:
+                _mask_batch_chunks(conn, masker, topic, work)
+            else:
+                if topic not in masks:
+                    if len(masks) >= _TOPIC_CACHE_LIMIT:
+                        masks.clear()
+                    plan = plan_for(masker.rules, topic)
+                    masks[topic] = None if plan is None else payload_mask(plan.value)
+                _mask_chunks(conn, masks[topic], *work)
         except Exception as exc:  # the caller masks what is left; no content in the text
             conn.send(type(exc).__name__)
         conn.send(_DONE)
+
+
+def _mask_batch_chunks(conn: Connection, masker: GrantMasker, topic: str, records: bytes) -> None:
+    """Mask whole batches from the last one back, sending each; stop when told to."""
+    sections = masker.sections(records)
+    total = len(sections)
+    for index in range(total - 1, -1, -1):
+        if conn.poll(0) and conn.recv() == _STOP:
+            return
+        masked, counts = masker.mask_section(topic, records, sections[index])
+        conn.send((index, [bytes(masked)], counts, total))
 
 
 def _mask_chunks(

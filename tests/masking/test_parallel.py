@@ -126,13 +126,12 @@ def test_split_batches_equal_one_thread(codec: int) -> None:
         split = _slow_thread(_started(GrantMasker(grant_with(*rules), SECRET, parallel=True)))
         try:
             one = _records(codec)
-            # one big batch is split inside (the worker masks from the end and meets this
-            # thread); two are split at the batch boundary
-            for shares, data in enumerate((one, one + _records(codec, base=100 + COUNT)), 1):
+            # the worker masks each big batch's values from the end and meets this thread
+            for data, shares in ((one, 1), (one + _records(codec, base=100 + COUNT), 3)):
                 expected, got = inline.mask("orders", 0, data), split.mask("orders", 0, data)
                 assert got.records == expected.records
                 assert got.counts == expected.counts
-                assert got.counts["records_seen"] == shares * COUNT
+                assert got.counts["records_seen"] == len(data) // len(one) * COUNT
                 assert got.counts["email"] > 0
                 assert split._worker is not None and split._worker.shares == shares
         finally:
@@ -142,7 +141,8 @@ def test_split_batches_equal_one_thread(codec: int) -> None:
 @pytest.mark.parametrize("codec", [c.value for c in Compression])
 def test_many_small_batches_are_split_at_batch_boundaries(codec: int) -> None:
     inline = GrantMasker(grant_with(*KEY_RULES, DETECTOR_RULE), SECRET, parallel=False)
-    split = _started(GrantMasker(grant_with(*KEY_RULES, DETECTOR_RULE), SECRET, parallel=True))
+    split = _slow_thread(
+        _started(GrantMasker(grant_with(*KEY_RULES, DETECTOR_RULE), SECRET, parallel=True)))
     try:
         data = _small_batches(codec)
         truncated = data + _records(codec, 10)[:-5]  # a cut-off last batch is left out
@@ -161,7 +161,7 @@ def test_transaction_markers_in_the_workers_share_pass_untouched() -> None:
                          [Record(0, 0, 0, struct.pack(">hh", 0, 1), struct.pack(">hi", 0, 1))])
     data = _small_batches(Compression.LZ4) + bytes(encode_batch(marker))
     inline = GrantMasker(grant_with(*KEY_RULES), SECRET, parallel=False)
-    split = _started(GrantMasker(grant_with(*KEY_RULES), SECRET, parallel=True))
+    split = _slow_thread(_started(GrantMasker(grant_with(*KEY_RULES), SECRET, parallel=True)))
     try:
         expected, got = inline.mask("orders", 0, data), split.mask("orders", 0, data)
         assert got.records == expected.records
@@ -201,8 +201,9 @@ def test_the_key_reaches_the_worker_only_through_its_socket(parallel: GrantMaske
         assert worker._hash_key.hex().encode() not in seen
 
 
-def test_a_dead_worker_leaves_a_big_batch_to_this_thread(parallel: GrantMasker) -> None:
-    data = _records(Compression.ZSTD)
+@pytest.mark.parametrize("many", [False, True], ids=["one-batch", "many-batches"])
+def test_a_dead_worker_leaves_the_work_to_this_thread(parallel: GrantMasker, many: bool) -> None:
+    data = _small_batches(Compression.ZSTD) if many else _records(Compression.ZSTD)
     expected = GrantMasker(grant_with(*KEY_RULES), SECRET, parallel=False).mask("orders", 0, data)
     pid = parallel.worker_pid
     assert pid is not None
@@ -214,48 +215,18 @@ def test_a_dead_worker_leaves_a_big_batch_to_this_thread(parallel: GrantMasker) 
     assert parallel.mask("orders", 0, data).records == expected.records
 
 
-def test_a_dead_worker_fails_its_whole_batches_closed_then_masking_goes_on(
-    parallel: GrantMasker,
-) -> None:
-    data = _small_batches(Compression.ZSTD)
-    expected = GrantMasker(grant_with(*KEY_RULES), SECRET, parallel=False).mask("orders", 0, data)
-    pid = parallel.worker_pid
-    assert pid is not None
-    os.kill(pid, signal.SIGKILL)
-    with pytest.raises(MaskingError, match="worker"):
-        parallel.mask("orders", 0, data)
-    again = parallel.mask("orders", 0, data)  # masked in this thread from now on
-    assert again.records == expected.records
-    assert parallel.worker_pid is None
-
-
-def test_a_stuck_worker_fails_whole_batches_closed_and_is_stopped() -> None:
+@pytest.mark.parametrize("kind", ["values", "batches"])
+def test_a_stuck_worker_is_never_waited_for_and_is_stopped(kind: str) -> None:
     worker = ValueWorker(KEY_RULES, b"k" * 32, max_decompressed=1 << 20, timeout=0.5)
     assert worker.available(wait=30.0)
     pid = worker.pid
     assert pid is not None
     os.kill(pid, signal.SIGSTOP)
     try:
-        worker.submit_batches("orders", _records(0, 10))
-        with pytest.raises(MaskingError, match="no answer"):
-            worker.result_batches()
-        assert worker.broken and worker.pid is None
-        assert not worker.available()
-    finally:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
-def test_a_stuck_worker_is_never_waited_for_on_values_and_is_stopped() -> None:
-    worker = ValueWorker(KEY_RULES, b"k" * 32, max_decompressed=1 << 20, timeout=0.5)
-    assert worker.available(wait=30.0)
-    pid = worker.pid
-    assert pid is not None
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        worker.submit_values("orders", *_share([b'{"customer":{"email":"a@b.example"}}'] * 100))
+        if kind == "values":
+            worker.submit_values("orders", *_share([b'{"customer":{"email":"a@b"}}'] * 100))
+        else:
+            worker.submit_batches("orders", _small_batches(0))
         assert worker.poll_chunks() == {}
         assert worker.take_chunks(0, {}) is None
         worker.finish_values()
@@ -344,3 +315,32 @@ def test_large_batches_through_the_tunnel_are_masked_by_both_processes(
         for batch in decode_batches(records)[0]:
             sent += b"".join(r.value or b"" for r in batch.records)
     assert not [s for s in planted if s.encode() in sent]
+
+
+def test_an_answer_out_of_shape_fails_closed() -> None:
+    worker = ValueWorker(KEY_RULES, b"k" * 32, max_decompressed=1 << 20)
+    try:
+        assert worker.available(wait=30.0)
+        worker.submit_values("orders", *_share([b'{"customer":{"email":"a@b"}}'] * 40))
+        with pytest.raises(MaskingError, match="unexpected"):
+            worker._take_message((0, "not a list", {}, 40))
+        assert worker.broken and worker.pid is None
+    finally:
+        worker.close()
+
+
+@pytest.mark.parametrize("many", [False, True], ids=["one-batch", "many-batches"])
+def test_a_short_answer_fails_the_partition_closed(
+    parallel: GrantMasker, many: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = ValueWorker.take_chunks
+
+    def short(self: ValueWorker, first: int, counts: dict[str, int]) -> list[bytes | None] | None:
+        taken = real(self, first, counts)
+        return None if taken is None else taken[:-1]
+
+    monkeypatch.setattr(ValueWorker, "take_chunks", short)
+    _slow_thread(parallel)
+    data = _small_batches(0) if many else _records(0)
+    with pytest.raises(MaskingError):
+        parallel.mask("orders", 0, data)
