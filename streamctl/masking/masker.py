@@ -47,7 +47,7 @@ from streamctl.masking.payload import (
     mask_payload,
     payload_mask,
 )
-from streamctl.masking.pool import ValueWorker
+from streamctl.masking.pool import MaskingWorker
 from streamctl.masking.rules import CompiledRule, TopicPlan, compile_rules, plan_for
 from streamctl.masking.strategies import derive_hash_key
 from streamctl.policy.grant import Grant, MaskingRule
@@ -104,7 +104,7 @@ class GrantMasker:
         self._value_masks: dict[int, PayloadMask] = {}
         self._max_decompressed = max_decompressed
         self._worker = (
-            ValueWorker(rules, hash_key, max_decompressed=max_decompressed)
+            MaskingWorker(rules, hash_key, max_decompressed=max_decompressed)
             if parallel and rules else None
         )
         self._worker_lock = threading.Lock()
@@ -238,7 +238,7 @@ class GrantMasker:
         sections: Sequence[RecordSection],
         value_mask: PayloadMask,
         counts: dict[str, int],
-        worker: ValueWorker,
+        worker: MaskingWorker,
     ) -> bytes:
         """Whole batches: this thread masks from the first, the worker from the last, and
         when this thread reaches a batch the worker has sent, the rest are the worker's."""
@@ -266,7 +266,7 @@ class GrantMasker:
                 parts.append(self._mask_sections(
                     topic, records, (section,), value_mask, counts, None))
         finally:
-            worker.finish_values()
+            worker.finish_share()
         return b"".join(parts)
 
     def _mask_sections(
@@ -276,7 +276,7 @@ class GrantMasker:
         sections: Sequence[RecordSection],
         value_mask: PayloadMask,
         counts: dict[str, int],
-        worker: ValueWorker | None,
+        worker: MaskingWorker | None,
     ) -> bytes:
         """Mask batches in this thread; with a worker, large ones are split with it."""
         parts: list[bytes | bytearray] = []
@@ -302,7 +302,7 @@ def _replace_split(
     section: RecordSection,
     topic: str,
     value_mask: PayloadMask,
-    worker: ValueWorker,
+    worker: MaskingWorker,
     counts: dict[str, int],
 ) -> bytearray | None:
     """`replace_values`, with the worker masking the batch's values from the last one back.
@@ -343,7 +343,7 @@ def _replace_split(
     try:
         out = replace_values(section, transform, counts)
     finally:
-        worker.finish_values()
+        worker.finish_share()
     if switch >= 0 and seen != switch + len(tail):  # never pass on a half-masked batch
         raise MaskingError("the worker and this thread disagree on the batch's values")
     return out

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Seconds the worker may take for one share of a batch before the batch fails closed.
+#: Seconds a worker may take to stop a share it was told to stop before it is killed.
 DEFAULT_TIMEOUT = 10.0
 _READY = "ready"
 _VALUES = "values"
@@ -49,8 +49,8 @@ _DONE = "done"
 _TOPIC_CACHE_LIMIT = 4096
 
 
-class ValueWorker:
-    """One worker process masking lists of record values under a grant's rules."""
+class MaskingWorker:
+    """One worker process masking shares of partitions under a grant's rules."""
 
     def __init__(
         self,
@@ -71,7 +71,7 @@ class ValueWorker:
         self._chunks: dict[int, tuple[list[bytes | None], dict[str, int]]] = {}
         self._share_size = 0
         self._worker_done = False
-        #: When a values share was ended before the worker finished it (None: not draining).
+        #: When a share was ended before the worker finished it (None: not draining).
         self._draining_since: float | None = None
         #: Set once the worker failed: from then on the caller masks everything itself.
         self.broken = False
@@ -112,11 +112,19 @@ class ValueWorker:
         non-empty values from the last one back, numbered as `replace_values` meets them.
 
         The caller masks from the first value on and takes the worker's chunks once it
-        reaches one (`take_chunks`); `finish_values` ends the share either way.
+        reaches one (`take_chunks`); `finish_share` ends the share either way.
         """
         self._submit(_VALUES, (_VALUES, topic, (header, records)))
         self._chunks = {}
         self._share_size = -1  # told by the worker with its chunks
+        self._worker_done = False
+
+    def submit_batches(self, topic: str, records: bytes) -> None:
+        """Hand the worker whole batches; it masks them from the last one back, one chunk
+        each (a list holding the masked batch), taken as with `submit_values`."""
+        self._submit(_BATCHES, (_BATCHES, topic, records))
+        self._chunks = {}
+        self._share_size = -1
         self._worker_done = False
 
     def poll_chunks(self) -> dict[int, tuple[list[bytes | None], dict[str, int]]]:
@@ -130,11 +138,6 @@ class ValueWorker:
         except (OSError, EOFError):
             self._give_up("the masking worker stopped")
         return self._chunks
-
-    @property
-    def share_size(self) -> int:
-        """How many values the worker found in the current share (-1 until it said)."""
-        return self._share_size
 
     def take_chunks(self, first: int, counts: dict[str, int]) -> list[bytes | None] | None:
         """The worker's masked values from index `first` to the end, counts added; or None.
@@ -162,8 +165,8 @@ class ValueWorker:
         self._stop_share()  # the caller has met the worker: what it would do next is done
         return out
 
-    def finish_values(self) -> None:
-        """End the share: the worker stops after its current chunk (never waited for)."""
+    def finish_share(self) -> None:
+        """End the current share: the worker stops after its chunk (never waited for)."""
         if not self._pending:
             return
         self._stop_share()
@@ -171,7 +174,7 @@ class ValueWorker:
         self._chunks = {}
 
     def _stop_share(self) -> None:
-        """Tell the worker to stop the values share after its current chunk (once)."""
+        """Tell the worker to stop the share after its current chunk (once)."""
         if self._worker_done or self._draining_since is not None or self._conn is None:
             return
         try:
@@ -198,7 +201,7 @@ class ValueWorker:
         self._chunks[message[0]] = (message[1], message[2])
 
     def _drained(self) -> bool:
-        """After a values share ended early: True once the worker said it stopped."""
+        """After a share ended early: True once the worker said it stopped."""
         if self._draining_since is None:
             return True
         conn = self._conn
@@ -215,14 +218,6 @@ class ValueWorker:
             self._give_up(f"the masking worker did not stop within {self._timeout:g} s")
         return False
 
-    def submit_batches(self, topic: str, records: bytes) -> None:
-        """Hand the worker whole batches; it masks them from the last one back, one chunk
-        each (a list holding the masked batch), taken as with `submit_values`."""
-        self._submit(_BATCHES, (_BATCHES, topic, records))
-        self._chunks = {}
-        self._share_size = -1
-        self._worker_done = False
-
     def _submit(self, kind: str, job: tuple[Any, ...]) -> None:
         if (
             self._conn is None or not self._ready or self._pending
@@ -235,8 +230,9 @@ class ValueWorker:
             self._fail(f"the masking worker could not take work ({type(exc).__name__})")
         self._pending = kind
 
-    def close(self) -> None:
-        """Stop the worker (it also stops by itself when its socket closes)."""
+    def close(self, *, kill: bool = False) -> None:
+        """Stop the worker (it also stops by itself when its socket closes); `kill` does not
+        give it the two seconds to stop by itself."""
         conn, proc = self._conn, self._proc
         self._conn = self._proc = None
         self._ready = False
@@ -251,7 +247,7 @@ class ValueWorker:
             conn.close()
         if proc is not None:
             try:
-                proc.wait(timeout=2)
+                proc.wait(timeout=0 if kill else 2)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
@@ -276,7 +272,7 @@ class ValueWorker:
             self._give_up("the masking worker could not be given its rules")
 
     def _give_up(self, reason: str) -> None:
-        self.close()
+        self.close(kill=True)
         self.broken = True
         log.warning("masking worker stopped; masking continues in one thread: %s", reason)
 

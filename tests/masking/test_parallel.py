@@ -32,7 +32,7 @@ from streamctl.kafka.records import (
 )
 from streamctl.masking import GrantMasker, MaskingError
 from streamctl.masking.masker import SPLIT_MIN_RECORDS
-from streamctl.masking.pool import ValueWorker
+from streamctl.masking.pool import MaskingWorker
 from streamctl.policy.grant import MaskingRule
 from streamctl.tunnel.engine import Tunnel, TunnelThread
 from tests.harness.kafka import KafkaCluster
@@ -102,7 +102,7 @@ def _share(values: list[bytes | None]) -> tuple[tuple[int, ...], bytes]:
     return section.header, bytes(section.data[section.start : section.end])
 
 
-def _until_done(worker: ValueWorker) -> dict[int, tuple[list[bytes | None], dict[str, int]]]:
+def _until_done(worker: MaskingWorker) -> dict[int, tuple[list[bytes | None], dict[str, int]]]:
     """Every chunk of the current values share, once the worker says it is done."""
     deadline = time.monotonic() + 30
     while not worker._worker_done:
@@ -217,7 +217,7 @@ def test_a_dead_worker_leaves_the_work_to_this_thread(parallel: GrantMasker, man
 
 @pytest.mark.parametrize("kind", ["values", "batches"])
 def test_a_stuck_worker_is_never_waited_for_and_is_stopped(kind: str) -> None:
-    worker = ValueWorker(KEY_RULES, b"k" * 32, max_decompressed=1 << 20, timeout=0.5)
+    worker = MaskingWorker(KEY_RULES, b"k" * 32, max_decompressed=1 << 20, timeout=0.5)
     assert worker.available(wait=30.0)
     pid = worker.pid
     assert pid is not None
@@ -229,7 +229,7 @@ def test_a_stuck_worker_is_never_waited_for_and_is_stopped(kind: str) -> None:
             worker.submit_batches("orders", _small_batches(0))
         assert worker.poll_chunks() == {}
         assert worker.take_chunks(0, {}) is None
-        worker.finish_values()
+        worker.finish_share()
         assert not worker.available()  # still stopping its share: the caller works alone
         time.sleep(0.6)
         assert not worker.available()
@@ -242,14 +242,14 @@ def test_a_stuck_worker_is_never_waited_for_and_is_stopped(kind: str) -> None:
 
 
 def test_a_value_the_worker_cannot_mask_leaves_the_rest_to_the_caller() -> None:
-    worker = ValueWorker((rule(name="x", fields=("a",), strategy="hash"),), b"k" * 32,
+    worker = MaskingWorker((rule(name="x", fields=("a",), strategy="hash"),), b"k" * 32,
                          max_decompressed=1 << 20)
     try:
         assert worker.available(wait=30.0)
         worker.submit_values("elsewhere", *_share([b'{"a":1}']))  # no rule covers it there
         assert _until_done(worker) == {}
         assert worker.take_chunks(0, {}) is None
-        worker.finish_values()
+        worker.finish_share()
         assert worker.available() and not worker.broken
         worker.submit_values("orders", *_share([b'{"a":"v"}', b"{}", None] * 40))
         chunks = _until_done(worker)
@@ -260,7 +260,7 @@ def test_a_value_the_worker_cannot_mask_leaves_the_rest_to_the_caller() -> None:
         assert all(v is None for v in out[1::2])
         assert all(v is not None and v.startswith(b'{"a":"hmac:') for v in out[0::2])
         assert counts == {"x": 40}
-        worker.finish_values()
+        worker.finish_share()
         assert worker.available()
     finally:
         worker.close()
@@ -318,7 +318,7 @@ def test_large_batches_through_the_tunnel_are_masked_by_both_processes(
 
 
 def test_an_answer_out_of_shape_fails_closed() -> None:
-    worker = ValueWorker(KEY_RULES, b"k" * 32, max_decompressed=1 << 20)
+    worker = MaskingWorker(KEY_RULES, b"k" * 32, max_decompressed=1 << 20)
     try:
         assert worker.available(wait=30.0)
         worker.submit_values("orders", *_share([b'{"customer":{"email":"a@b"}}'] * 40))
@@ -333,13 +333,13 @@ def test_an_answer_out_of_shape_fails_closed() -> None:
 def test_a_short_answer_fails_the_partition_closed(
     parallel: GrantMasker, many: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = ValueWorker.take_chunks
+    real = MaskingWorker.take_chunks
 
-    def short(self: ValueWorker, first: int, counts: dict[str, int]) -> list[bytes | None] | None:
+    def short(self: MaskingWorker, first: int, counts: dict[str, int]) -> list[bytes | None] | None:
         taken = real(self, first, counts)
         return None if taken is None else taken[:-1]
 
-    monkeypatch.setattr(ValueWorker, "take_chunks", short)
+    monkeypatch.setattr(MaskingWorker, "take_chunks", short)
     _slow_thread(parallel)
     data = _small_batches(0) if many else _records(0)
     with pytest.raises(MaskingError):
