@@ -47,6 +47,8 @@ _BATCHES = "batches"
 _STOP = "stop"
 _DONE = "done"
 _TOPIC_CACHE_LIMIT = 4096
+#: Values the worker masks between looks for a stop (the caller met it and needs no more).
+_STOP_CHECK = 32
 
 
 class MaskingWorker:
@@ -347,14 +349,15 @@ def _mask_chunks(
     size = min(max(total // 16, 32), 256)
     end = total
     while end > 0:
-        if conn.poll(0) and conn.recv() == _STOP:
-            return
         start = max(0, end - size)
         counts: dict[str, int] = {}
         out: list[bytes | None] = []
         add = out.append
-        for value in values[start:end]:
-            new = mask(value, counts)
-            add(None if new is value else new)
+        for step in range(start, end, _STOP_CHECK):
+            if conn.poll(0) and conn.recv() == _STOP:  # met: the rest of the chunk is done
+                return
+            for value in values[step : min(step + _STOP_CHECK, end)]:
+                new = mask(value, counts)
+                add(None if new is value else new)
         conn.send((start, out, counts, total))
         end = start
