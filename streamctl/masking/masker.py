@@ -244,7 +244,8 @@ class GrantMasker:
         when this thread reaches a batch the worker has sent, the rest are the worker's."""
         last = sections[-1]
         try:
-            worker.submit_batches(topic, records[sections[0].position : last.position + last.size])
+            worker.submit_batches(
+                topic, bytes(records[sections[0].position : last.position + last.size]))
         except MaskingError:  # nothing was handed over: this thread masks it all
             return self._mask_sections(topic, records, sections, value_mask, counts, None)
         parts: list[bytes | bytearray] = []
@@ -316,7 +317,8 @@ def _replace_split(
     if not worker.available():  # still stopping its previous share, or gone
         return replace_values(section, value_mask, counts)
     try:
-        worker.submit_values(topic, section.header, section.data[section.start : section.end])
+        worker.submit_values(
+            topic, section.header, bytes(section.data[section.start : section.end]))
     except MaskingError:  # nothing was handed over: this thread masks it all
         return replace_values(section, value_mask, counts)
     chunks = worker.poll_chunks()

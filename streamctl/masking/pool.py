@@ -228,7 +228,7 @@ class MaskingWorker:
             raise MaskingError("the masking worker is not ready")
         try:
             self._conn.send(job)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, TypeError) as exc:
             self._fail(f"the masking worker could not take work ({type(exc).__name__})")
         self._pending = kind
 

@@ -80,9 +80,10 @@ def _started(masker: GrantMasker) -> GrantMasker:
     return masker
 
 
-def _slow_thread(masker: GrantMasker, delay: float = 0.0005) -> GrantMasker:
+def _slow_thread(masker: GrantMasker, delay: float = 0.0005, topic: str = "orders"
+                 ) -> GrantMasker:
     """Slow the calling thread's value mask, so the worker surely meets it early."""
-    plan = masker._plan("orders")
+    plan = masker._plan(topic)
     assert plan is not None
     fast = masker._value_masks[id(plan)]
 
@@ -286,7 +287,8 @@ def test_large_batches_through_the_tunnel_are_masked_by_both_processes(
                          name="email"),)
     grant = make_grant(topics=(topic,), ops=("read", "describe"), bootstrap=kafka.bootstrap,
                        masking=rules)
-    masker = _started(GrantMasker(grant, SECRET, parallel=True))
+    # the tunnel thread is slowed so that the worker surely does part of the work
+    masker = _slow_thread(_started(GrantMasker(grant, SECRET, parallel=True)), 0.001, topic)
     observer = CapturingObserver()
     with TunnelThread(Tunnel(grant, None, masker=masker, observer=observer)) as handle:
         consumer = Consumer({"bootstrap.servers": handle.bootstrap or "",
