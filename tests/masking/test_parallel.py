@@ -1,11 +1,13 @@
-"""Large batches split with the masking worker process: same bytes, and failing closed.
+"""Large partitions masked together with the worker process: same bytes, and safe failures.
 
-GrantMasker hands the later values of a batch of SPLIT_MIN_RECORDS or more to a worker
-process. These tests check that the split gives byte for byte what masking in one thread
-gives (every codec, keys-only and detector rules, null, empty, text and binary values), that
-the worker starts only when needed and stops with `close`, that the key never shows in its
-command line or environment, and that a dead or stuck worker fails the batch closed and
-leaves masking working in one thread.
+GrantMasker shares a partition of SPLIT_MIN_RECORDS or more records with a worker process:
+it masks from the last batch (or value, inside one big batch) back while the calling thread
+masks from the first, until they meet. These tests check that this gives byte for byte what
+masking in one thread gives (every codec, keys-only and detector rules, null, empty, text and
+binary values, transaction markers), that the worker starts only when needed and stops with
+`close` and with the tunnel, that the key never shows in its command line or environment,
+that a dead or stuck worker is never waited for and leaves the work to the calling thread,
+and that an answer out of shape fails the partition closed.
 """
 
 from __future__ import annotations
