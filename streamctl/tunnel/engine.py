@@ -199,6 +199,7 @@ class Tunnel:
             for sock in self._listeners:
                 sock.close()
             self._listeners.clear()
+            _close_masker(self.ctx.masker)
         if self.stop_reason is None:
             self.stop_reason = "stopped"
 
@@ -325,6 +326,16 @@ class Tunnel:
         if real is None:
             raise UpstreamError(f"broker node {node_id} is not known to the tunnel")
         return await open_upstream(real[0], real[1], self.security, self.grant_token)
+
+
+def _close_masker(masker: RecordMasker | None) -> None:
+    """Stop what a masker runs beside the tunnel (GrantMasker's worker process), if anything."""
+    close = getattr(masker, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception as exc:  # stopping must not hide why the tunnel stopped
+            log.warning("the masker did not stop cleanly: %s", type(exc).__name__)
 
 
 def _format_host(host: str) -> str:

@@ -25,7 +25,11 @@ class MaskOutcome:
 
 
 class RecordMasker(Protocol):
-    """Masks the records of one fetched partition; raises (MaskingError) to fail closed."""
+    """Masks the records of one fetched partition; raises (MaskingError) to fail closed.
+
+    A masker may also have a `close()` method: the tunnel calls it when it stops, so that
+    what the masker runs beside it (GrantMasker's worker process) stops with it.
+    """
 
     def needs_masking(self, topic: str) -> bool: ...
 
