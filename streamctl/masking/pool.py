@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -47,6 +48,8 @@ _BATCHES = "batches"
 _STOP = "stop"
 _DONE = "done"
 _TOPIC_CACHE_LIMIT = 4096
+#: Seconds one read or write of a message to or from the worker may block.
+_IO_LIMIT = 1.0
 #: Values the worker masks between looks for a stop (the caller met it and needs no more).
 _STOP_CHECK = 32
 
@@ -194,7 +197,7 @@ class MaskingWorker:
             return
         if (
             type(message) is not tuple or len(message) != 4 or type(message[0]) is not int
-            or type(message[1]) is not list or type(message[2]) is not dict
+            or type(message[1]) is not list or not message[1] or type(message[2]) is not dict
             or type(message[3]) is not int or not 0 <= message[0] < message[3]
             or self._share_size not in (-1, message[3])
         ):
@@ -256,9 +259,17 @@ class MaskingWorker:
 
     def _start(self) -> None:
         ours, theirs = socket.socketpair()
+        # Every read and write on our end gives up after a while: a worker that stalls in
+        # the middle of a message costs the tunnel thread at most that, then it is dropped.
+        limit = struct.pack("ll", int(_IO_LIMIT), int(_IO_LIMIT % 1 * 1_000_000))
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, limit)
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, limit)
         try:
+            # -P: the worker imports streamctl from where this process does, never from a
+            # `streamctl/` folder that happens to be in the current directory.
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "streamctl.masking.worker", str(theirs.fileno())],
+                [sys.executable, "-P", "-m", "streamctl.masking.worker",
+                 str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
             )
         except OSError as exc:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import streamctl
 from streamctl.kafka.errors import KafkaProtocolError
+from streamctl.kafka.records import iter_batch_headers
 from streamctl.transcript.digests import (
     DIGESTS,
     HEX_SIZE,
@@ -42,8 +43,12 @@ _PIPE_SIZE = 1024 * 1024
 _EXIT_WAIT = 5.0
 #: Seconds the child may take to start (import its modules) before it is given up on.
 START_TIMEOUT = 5.0
-#: Seconds one exchange may take before the child is given up on (a 1 MB field takes ms).
+#: Seconds one exchange may take before the child is given up on (a 1 MB field takes ms),
+#: plus `_SECONDS_PER_RECORD` for each record its batch headers announce: a compressed
+#: field can hold millions of tiny records, and a slow answer is not a hung child.
 EXCHANGE_TIMEOUT = 10.0
+_SECONDS_PER_RECORD = 10e-6
+_HEX_DIGITS = b"0123456789abcdef"
 
 
 class DigestProcess:
@@ -69,12 +74,13 @@ class DigestProcess:
         root = str(Path(streamctl.__file__).resolve().parent.parent)
         paths = [root] + [p for p in sys.path if p and p != root and os.path.isdir(p)]
         env = {"PYTHONPATH": os.pathsep.join(paths)}
-        for name in ("PYTHONHOME", "PATH", "LANG", "LC_ALL"):
+        for name in ("PYTHONHOME", "PATH", "LANG", "LC_ALL", "STREAMCTL_PURE_PYTHON"):
             if name in os.environ:
                 env[name] = os.environ[name]
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-S", "-m", "streamctl.transcript.digests"],
+                # -P: never import from the current directory (a `streamctl/` folder there)
+                [sys.executable, "-S", "-P", "-m", "streamctl.transcript.digests"],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                 env=env, close_fds=True, start_new_session=True,
             )
@@ -107,9 +113,19 @@ class DigestProcess:
         if proc is None or len(records) < self.min_child_bytes:
             return record_digests(records)
         try:
-            kind, payload = self._exchange(proc, records)
+            expected = sum(h.record_count for h in iter_batch_headers(records) if h.magic >= 2)
+        except KafkaProtocolError:
+            return record_digests(records)  # says in this process why it cannot be read
+        timeout = EXCHANGE_TIMEOUT + expected * _SECONDS_PER_RECORD
+        try:
+            kind, payload = self._exchange(proc, records, timeout)
         except (OSError, EOFError, ValueError):
             self.close(kill=True)  # a dead, hung or confused child is not asked again
+            return record_digests(records)
+        if kind == DIGESTS and (
+            len(payload) != expected * HEX_SIZE or payload.translate(None, _HEX_DIGITS)
+        ):  # not one hex digest per record the headers announce: not trusted, not asked again
+            self.close(kill=True)
             return record_digests(records)
         if kind == DIGESTS:
             self.child_calls += 1
@@ -119,9 +135,11 @@ class DigestProcess:
         return record_digests(records)  # the child failed unexpectedly on these bytes
 
     @staticmethod
-    def _exchange(proc: subprocess.Popen[bytes], records: bytes) -> tuple[bytes, bytes]:
+    def _exchange(
+        proc: subprocess.Popen[bytes], records: bytes, timeout: float
+    ) -> tuple[bytes, bytes]:
         assert proc.stdin is not None and proc.stdout is not None
-        deadline = time.monotonic() + EXCHANGE_TIMEOUT
+        deadline = time.monotonic() + timeout
         _send(proc.stdin.fileno(), (LENGTH.pack(len(records)), records), deadline)
         reader = proc.stdout.fileno()
         head = _receive(reader, 1 + LENGTH.size, deadline)

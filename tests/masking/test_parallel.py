@@ -348,3 +348,54 @@ def test_a_short_answer_fails_the_partition_closed(
     data = _small_batches(0) if many else _records(0)
     with pytest.raises(MaskingError):
         parallel.mask("orders", 0, data)
+
+
+@pytest.mark.timeout(60)
+def test_a_stopped_worker_costs_a_large_share_at_most_a_second() -> None:
+    """A share far larger than the socket's buffer, to a worker that cannot read it."""
+    worker = MaskingWorker(KEY_RULES, b"k" * 32, max_decompressed=64 << 20)
+    assert worker.available(wait=30.0)
+    pid = worker.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with pytest.raises(MaskingError, match="could not take work"):
+            worker.submit_batches("orders", os.urandom(8 << 20))
+        assert time.monotonic() - started < 5
+        assert worker.broken and worker.pid is None
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def test_an_empty_chunk_from_the_worker_fails_closed() -> None:
+    worker = MaskingWorker(KEY_RULES, b"k" * 32, max_decompressed=1 << 20)
+    try:
+        worker._share_size = 10
+        with pytest.raises(MaskingError, match="unexpected"):
+            worker._take_message((0, [], {}, 10))
+    finally:
+        worker.close(kill=True)
+
+
+def test_a_streamctl_folder_in_the_current_directory_is_not_the_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    marker = tmp_path / "imported"
+    fake = tmp_path / "streamctl" / "masking"
+    fake.mkdir(parents=True)
+    (tmp_path / "streamctl" / "__init__.py").write_text("")
+    (fake / "__init__.py").write_text("")
+    (fake / "worker.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    monkeypatch.chdir(tmp_path)
+    masker = _started(GrantMasker(grant_with(*KEY_RULES), SECRET, parallel=True))
+    try:
+        data = _records(0)
+        single = GrantMasker(grant_with(*KEY_RULES), SECRET, parallel=False)
+        assert masker.mask("orders", 0, data).records == single.mask("orders", 0, data).records
+    finally:
+        masker.close()
+    assert not marker.exists()

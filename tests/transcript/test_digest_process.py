@@ -122,3 +122,40 @@ def test_threaded_recorder_digests_in_the_child_and_survives_its_death(tmp_path:
     assert digests == record_digests(data) * 5
     assert [e["first_offset"] for e in produced if e["part"] == 0] == [i * 400 for i in range(5)]
     assert events[-1]["counts"]["produced_records"] == 2000
+
+
+def test_a_streamctl_folder_in_the_current_directory_is_not_imported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The child imports streamctl from where this process does, not from the cwd."""
+    marker = tmp_path / "imported"
+    fake = tmp_path / "streamctl" / "transcript"
+    fake.mkdir(parents=True)
+    (tmp_path / "streamctl" / "__init__.py").write_text("")
+    (fake / "__init__.py").write_text("")
+    (fake / "digests.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    monkeypatch.chdir(tmp_path)
+    process = DigestProcess(min_child_bytes=1)
+    try:
+        assert process.start()
+        data = big_batch()
+        assert process.record_digests(data) == record_digests(data)
+        assert process.child_calls == 1
+    finally:
+        process.close()
+    assert not marker.exists()
+
+
+def test_an_answer_that_does_not_match_the_batch_headers_is_not_trusted(
+    helper: DigestProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = big_batch(50)
+    real_exchange = DigestProcess._exchange
+
+    def one_short(proc: object, records: bytes, timeout: float) -> tuple[bytes, bytes]:
+        kind, payload = real_exchange(proc, records, timeout)  # type: ignore[arg-type]
+        return kind, payload[: -digest_process.HEX_SIZE]
+
+    monkeypatch.setattr(DigestProcess, "_exchange", staticmethod(one_short))
+    assert helper.record_digests(data) == record_digests(data)
+    assert not helper.running  # a child that answered wrongly is not asked again
