@@ -7,6 +7,9 @@ loopback or LAN link those copies are what the tunnel spends its time on. Linux'
 hands the socket's pages to a pipe and the pipe's pages to the other socket instead, so the
 bytes never enter the process. Only plaintext TCP on both sides can do this (TLS needs the
 bytes in user space); everything else takes the ordinary copy path in `frames`.
+
+`set_rcvlowat` and `WAKE_BYTES` also serve `frames` when it reads a large frame whole: the
+same wake-per-large-piece idea, for bytes that do have to enter the process.
 """
 
 from __future__ import annotations

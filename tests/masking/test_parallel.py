@@ -19,6 +19,7 @@ import struct
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -218,14 +219,26 @@ def test_a_dead_worker_leaves_the_work_to_this_thread(parallel: GrantMasker, man
     assert parallel.mask("orders", 0, data).records == expected.records
 
 
-@pytest.mark.parametrize("kind", ["values", "batches"])
-def test_a_stuck_worker_is_never_waited_for_and_is_stopped(kind: str) -> None:
-    worker = MaskingWorker(KEY_RULES, b"k" * 32, max_decompressed=1 << 20, timeout=0.5)
+@contextmanager
+def _stopped(worker: MaskingWorker) -> Iterator[None]:
+    """The worker, ready and then frozen (SIGSTOP); killed afterwards whatever happened."""
     assert worker.available(wait=30.0)
     pid = worker.pid
     assert pid is not None
     os.kill(pid, signal.SIGSTOP)
     try:
+        yield
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.mark.parametrize("kind", ["values", "batches"])
+def test_a_stuck_worker_is_never_waited_for_and_is_stopped(kind: str) -> None:
+    worker = MaskingWorker(KEY_RULES, b"k" * 32, max_decompressed=1 << 20, timeout=0.5)
+    with _stopped(worker):
         if kind == "values":
             worker.submit_values("orders", *_share([b'{"customer":{"email":"a@b"}}'] * 100))
         else:
@@ -237,11 +250,6 @@ def test_a_stuck_worker_is_never_waited_for_and_is_stopped(kind: str) -> None:
         time.sleep(0.6)
         assert not worker.available()
         assert worker.broken and worker.pid is None
-    finally:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def test_a_value_the_worker_cannot_mask_leaves_the_rest_to_the_caller() -> None:
@@ -354,21 +362,12 @@ def test_a_short_answer_fails_the_partition_closed(
 def test_a_stopped_worker_costs_a_large_share_at_most_a_second() -> None:
     """A share far larger than the socket's buffer, to a worker that cannot read it."""
     worker = MaskingWorker(KEY_RULES, b"k" * 32, max_decompressed=64 << 20)
-    assert worker.available(wait=30.0)
-    pid = worker.pid
-    assert pid is not None
-    os.kill(pid, signal.SIGSTOP)
-    try:
+    with _stopped(worker):
         started = time.monotonic()
         with pytest.raises(MaskingError, match="could not take work"):
             worker.submit_batches("orders", os.urandom(8 << 20))
         assert time.monotonic() - started < 5
         assert worker.broken and worker.pid is None
-    finally:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def test_an_empty_chunk_from_the_worker_fails_closed() -> None:
