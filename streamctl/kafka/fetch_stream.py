@@ -13,9 +13,9 @@ It is a sans-I/O generator. It yields instructions and the shell answers each on
 * `Pass(size)`: the shell moves the next `size` bytes to the client unseen and sends None.
 
 The generator returns the partitions (`FetchedPartition`) once the sizes it asked for add up
-to exactly the frame. Reads carry up to `LOOKAHEAD` bytes more than the walker needs at that
-point, so a one-partition answer costs two or three reads; a batch body of at least
-`PASS_AT_LEAST` bytes still not read goes out as one Pass.
+to exactly the frame. Reads carry some bytes more than the walker needs at that point
+(`LOOKAHEAD`, growing while no Pass comes), so a one-partition answer costs two or three
+Reads; a batch body of at least `PASS_AT_LEAST` bytes still not read goes out as one Pass.
 
 What the records fields hold is described exactly as `records.iter_batch_headers` would: the
 same headers, positions included, the same stop at a truncated final batch, and where it
@@ -58,6 +58,9 @@ __all__ = [
 #: Unread runs at least this long are spliced (Pass); shorter ones cost less as one Read.
 PASS_AT_LEAST = 16 * 1024
 #: Bytes a Read asks for beyond what the walker needs now: the next fields, often a header.
+#: Each Read without a Pass since doubles it, up to PASS_AT_LEAST, so an answer made of many
+#: small partitions or batches takes few Reads; a Pass sets it back, so little of a big
+#: batch body is ever read.
 LOOKAHEAD = 256
 
 #: Fetch versions the walker understands: those the tunnel offers, below v16 (NodeEndpoints).
@@ -122,13 +125,14 @@ _KNOWN_PARTITION_TAGS = {0: 12, 1: 8, 2: 12}
 class _Cursor:
     """The frame as the walker sees it: bytes read but not yet used, and what is still due."""
 
-    __slots__ = ("buf", "left", "pos", "version")
+    __slots__ = ("ahead", "buf", "left", "pos", "version")
 
     def __init__(self, version: int, size: int) -> None:
         self.version = version
         self.buf = bytearray()
         self.pos = 0  # next unused byte of buf
         self.left = size  # frame bytes not yet asked for
+        self.ahead = LOOKAHEAD  # read-ahead of the next Read
 
     def remaining(self) -> int:
         return len(self.buf) - self.pos + self.left
@@ -146,7 +150,8 @@ class _Cursor:
         missing = n - have
         if missing > self.left:
             raise self.error(f"{what} needs {n} bytes but the frame has {have + self.left} left")
-        size = min(self.left, missing + LOOKAHEAD)
+        size = min(self.left, missing + self.ahead)
+        self.ahead = min(self.ahead * 2, PASS_AT_LEAST)
         data = yield Read(size)
         if data is None or len(data) != size:
             got = "nothing" if data is None else f"{len(data)} bytes"
@@ -176,6 +181,7 @@ class _Cursor:
         if sent is not None:
             raise ValueError("the walker passed bytes on and was sent some back")
         self.left -= rest
+        self.ahead = LOOKAHEAD
 
     def fixed(self, n: int, what: str) -> Generator[Instruction, Sent, int]:
         """Make n bytes ready and consume them; return where they start in buf."""
@@ -402,17 +408,20 @@ def _records(
     headers: list[BatchHeader] = []
     problem: str | None = None
     pos = 0
-    while size - pos >= _SMALLEST_LOOK:
-        look = min(_BATCH_HEADER_SIZE, size - pos)
-        if len(cur.buf) - cur.pos < look:
-            yield from cur.fill(look, "record batch header")
+    unpack_prefix = _BATCH_PREFIX.unpack_from
+    unpack_header = _BATCH_HEADER.unpack_from
+    append = headers.append
+    while (field_left := size - pos) >= _SMALLEST_LOOK:
         buf, at = cur.buf, cur.pos
-        base_offset, length = _BATCH_PREFIX.unpack_from(buf, at)
+        if len(buf) - at < _BATCH_HEADER_SIZE and len(buf) - at < field_left:
+            yield from cur.fill(min(_BATCH_HEADER_SIZE, field_left), "record batch header")
+            buf, at = cur.buf, cur.pos
+        base_offset, length = unpack_prefix(buf, at)
         if length < 0:
             problem = f"record batch length {length} is impossible"
             break
         batch_size = _BATCH_PREFIX_SIZE + length
-        if pos + batch_size > size:
+        if batch_size > field_left:
             break  # truncated final batch
         magic = buf[at + _MAGIC_AT]
         if magic >= 2:
@@ -420,9 +429,9 @@ def _records(
                 problem = f"record batch length {length} is impossible"
                 break
             (_, _, _, _, _, attributes, last_delta, _, _, producer_id, _, _, count) = (
-                _BATCH_HEADER.unpack_from(buf, at)
+                unpack_header(buf, at)
             )
-            headers.append(BatchHeader(pos, batch_size, base_offset, magic, attributes & 0xFFFF,
+            append(BatchHeader(pos, batch_size, base_offset, magic, attributes & 0xFFFF,
                                        last_delta, count, producer_id))
             seen = _BATCH_HEADER_SIZE
         else:
@@ -430,10 +439,14 @@ def _records(
                 problem = f"legacy message length {length} is impossible"
                 break
             # At least 26 bytes long and complete, so `look` covered its attributes byte.
-            headers.append(BatchHeader(pos, batch_size, base_offset, magic, buf[at + 17], 0, -1))
+            append(BatchHeader(pos, batch_size, base_offset, magic, buf[at + 17], 0, -1))
             seen = _LEGACY_LOOK
-        cur.pos = at + seen
-        yield from cur.skip(batch_size - seen, "record batch")
+        body = batch_size - seen
+        if len(buf) - at - seen >= body:  # already read ahead: the common case for small batches
+            cur.pos = at + batch_size
+        else:
+            cur.pos = at + seen
+            yield from cur.skip(body, "record batch")
         pos += batch_size
     yield from cur.skip(size - pos, "records")
     return tuple(headers), problem
