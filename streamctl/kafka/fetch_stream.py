@@ -317,14 +317,17 @@ def walk_fetch_response(version: int, size: int) -> FetchWalk:
 
 
 def _walk(version: int, size: int) -> FetchWalk:
+    """The walk itself, field by field as FetchResponse.json lays them out at `version`."""
     cur = _Cursor(version, size)
     flexible = version >= 12
     if response_header_version(ApiKey.FETCH, version) >= 1:
         yield from cur.tagged_fields("response header")
     yield from cur.fixed(10 if version >= 7 else 4, "throttle time, error code and session id")
+    # Fewest bytes a topic and a partition can take, to check counts before looping on them.
     topic_smallest = (_UUID_SIZE if version >= 13 else 1 if flexible else 2) + (
         2 if flexible else 4
     )
+    # Partition index, error code, high watermark, last stable offset, log start offset.
     fixed_size = 14 + (8 if version >= 4 else 0) + (8 if version >= 5 else 0)
     prefix = 1 if flexible else 4  # a compact or an int32 length/count
     partition_smallest = (fixed_size + (prefix if version >= 4 else 0)
