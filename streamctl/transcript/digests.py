@@ -1,10 +1,15 @@
 """Per-record digests of produced data, and the child process that can compute them.
 
-A digest per produced record is most of what recording a session costs: about two
-microseconds of pure Python per record (walk the record layout, hash key and value). In
-the tunnel's process that time is taken under the GIL the tunnel's own thread needs, so
-`DigestProcess` (see digest_process.py) runs this module as a child process that takes
-the records fields on its stdin and answers the digests on its stdout.
+A digest per produced record is most of what recording a session costs. In pure Python
+(walk the record layout, hash key and value with hashlib) it is about a microsecond per
+record, taken under the GIL the tunnel's own thread needs. Two ways keep it off that
+thread:
+
+* `_digests_c` (a small C extension) hashes a whole records field in one call with the GIL
+  released, using OpenSSL's SHA-256 found through hashlib. `DIGESTS_ACCELERATED` says
+  whether it runs; STREAMCTL_PURE_PYTHON=1 turns it off, like the record codec's.
+* Where it cannot run, `DigestProcess` (see digest_process.py) runs this module as a child
+  process that takes the records fields on its stdin and answers the digests on its stdout.
 
 Wire format between the two, one exchange at a time: the child first writes the READY
 byte; then each request is `>I length` + a records field, and each reply one kind byte +
@@ -19,9 +24,10 @@ import hashlib
 import os
 import signal
 import struct
+from collections.abc import Callable
 
 from streamctl.kafka.errors import KafkaProtocolError
-from streamctl.kafka.records import LAYOUT_STRIDE, decode_sections, record_layout
+from streamctl.kafka.records import LAYOUT_STRIDE, RecordSection, decode_sections, record_layout
 
 if LAYOUT_STRIDE != 7:  # record_digests unpacks seven layout ints per record
     raise ImportError(f"record_layout has {LAYOUT_STRIDE} ints per record, not 7")
@@ -45,6 +51,16 @@ def record_digests(records: bytes) -> list[str]:
     read from the record layout (no Record objects, no CRC check: the broker checks it).
     """
     sections, _tail = decode_sections(records, verify_crc=False)
+    if _layout_digests is not None:
+        digests: list[str] = []
+        for section in sections:
+            digests += split_hex(_layout_digests(section.data, record_layout(section)).decode())
+        return digests
+    return _py_record_digests(sections)
+
+
+def _py_record_digests(sections: list[RecordSection]) -> list[str]:
+    """The reference loop: hashlib per record (what `_digests_c` does in one C call)."""
     sha256 = hashlib.sha256
     length = _LENGTH_FIELD.pack
     null = _NULL_LENGTH
@@ -74,6 +90,46 @@ def record_digests(records: bytes) -> list[str]:
 def split_hex(text: str) -> list[str]:
     """Cut a run of concatenated hex digests into the digests."""
     return [text[i : i + HEX_SIZE] for i in range(0, len(text), HEX_SIZE)]
+
+
+_layout_digests: Callable[[bytes | bytearray, list[int]], bytes] | None = None
+
+
+def _select_implementation(accelerated: bool) -> bool:
+    """Hash in C (OpenSSL, no GIL) when asked and possible, else with hashlib in Python.
+
+    Returns (and sets DIGESTS_ACCELERATED to) whether C is now in use. C is only used once
+    it gives hashlib's answer on a known record: a mismatch (an unexpected OpenSSL) is
+    not a risk taken with audit records.
+    """
+    global _layout_digests, DIGESTS_ACCELERATED
+    _layout_digests, DIGESTS_ACCELERATED = None, False
+    if not accelerated:
+        return False
+    try:
+        import _hashlib
+
+        from streamctl.transcript import _digests_c
+    except ImportError:
+        return False
+    path = getattr(_hashlib, "__file__", None)
+    if not path or not _digests_c.bind(path):
+        return False
+    probe = b"\x01\x02key\x04value"  # a record's layout: key at 2 (3 bytes), value at 6 (5)
+    layout = [0, 0, 2, 3, 5, 6, 5, len(probe)]
+    expected = hashlib.sha256(b"\x00\x00\x00\x03key\x00\x00\x00\x05value").hexdigest().encode()
+    try:
+        if _digests_c.layout_digests(probe, layout) != expected:
+            return False
+    except RuntimeError:  # OpenSSL refused to hash
+        return False
+    _layout_digests, DIGESTS_ACCELERATED = _digests_c.layout_digests, True
+    return True
+
+
+#: True when `_digests_c` computes the digests; STREAMCTL_PURE_PYTHON=1 turns it off.
+DIGESTS_ACCELERATED: bool = False
+_select_implementation(os.environ.get("STREAMCTL_PURE_PYTHON", "") in ("", "0"))
 
 
 def read_exactly(fd: int, count: int) -> bytes | None:

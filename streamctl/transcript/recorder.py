@@ -2,8 +2,9 @@
 
 Called on the tunnel's hot path, so it stays cheap: each callback only queues its
 arguments for a worker thread. Produced records are decoded only to digest their raw key
-and value bytes (no masking, no re-encoding, no CRC check), by a `DigestProcess` child
-when one runs, so that hashing does not hold the GIL the tunnel's thread needs; fetched
+and value bytes (no masking, no re-encoding, no CRC check), in C without the GIL or, where
+that cannot run, by a `DigestProcess` child, so that hashing does not hold the GIL the
+tunnel's thread needs; fetched
 data is described from batch headers alone, without decompressing.
 Nothing from a record's content is stored, only digests, offsets, counts and sizes.
 """
@@ -21,6 +22,7 @@ from typing import Any, Protocol
 
 from streamctl.kafka.errors import KafkaProtocolError
 from streamctl.kafka.records import iter_batch_headers
+from streamctl.transcript import digests as digest_module
 from streamctl.transcript.chain import HashChain
 from streamctl.transcript.digest_process import DigestProcess
 from streamctl.transcript.digests import record_digests
@@ -157,7 +159,7 @@ class TranscriptRecorder:
         background_sync: bool = True,
         threaded: bool = True,
         max_queued: int = DEFAULT_MAX_QUEUED,
-        digest_process: bool = True,
+        digest_process: bool | None = None,
     ) -> None:
         self.session_id = session_id or uuid.uuid4().hex
         self.subject = subject
@@ -201,6 +203,8 @@ class TranscriptRecorder:
         #: Computes produced-record digests: a DigestProcess's when its child runs.
         self._digests_of: Callable[[bytes], list[str]] = record_digests
         self._digest_process: DigestProcess | None = None
+        if digest_process is None:  # the child only helps where hashing holds the GIL
+            digest_process = not digest_module.DIGESTS_ACCELERATED
         if threaded and digest_process:
             helper = DigestProcess()
             if helper.start():  # before the worker starts, which then owns it

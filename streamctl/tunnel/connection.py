@@ -54,6 +54,7 @@ from streamctl.kafka.versions import (
 from streamctl.policy.decision import Verdict, decide
 from streamctl.policy.grant import Grant
 from streamctl.tunnel.brokers import BrokerMap
+from streamctl.tunnel.direct import receive_soon, send_soon
 from streamctl.tunnel.frames import FrameReader, UnfinishedFrame, write_frame
 from streamctl.tunnel.hooks import MASKING_FAILED_ERROR, RecordMasker, SessionObserver
 from streamctl.tunnel.sasl import SaslMechanism
@@ -177,7 +178,7 @@ class ClientConnection:
 
     async def _pump_requests(self, pending: trio.MemorySendChannel[_Pending]) -> None:
         frames = FrameReader(self.client, self.ctx.max_frame_size, peer="client")
-        async with pending:
+        with pending:  # closed without a checkpoint: the reason is logged first
             while True:
                 try:
                     frame = await frames.next_payload()
@@ -198,7 +199,7 @@ class ClientConnection:
         header = parse_request_header(frame)
         too_new = answer_too_new_api_versions(header)
         if too_new is not None:
-            await pending.send(_Local(too_new))
+            await send_soon(pending, _Local(too_new))
             return
         if not is_supported(header.api_key, header.api_version, self.ctx.versions):
             await self._refuse_unsupported(header, frame, pending)
@@ -218,7 +219,7 @@ class ClientConnection:
             )
             payload = refusal_response(frame, verdict.error_code, verdict.reason)
             if payload is not None:
-                await pending.send(_Local(payload))
+                await send_soon(pending, _Local(payload))
             return
         self.ctx.stats.requests_allowed += 1
         if header.api_key == ApiKey.METADATA:
@@ -230,19 +231,23 @@ class ClientConnection:
         )
         async with self._send_lock:
             if summary.expects_response:
-                await pending.send(_Forwarded(summary, keep))
+                await send_soon(pending, _Forwarded(summary, keep))
             await self._send_to_broker(frame)
 
     async def _send_to_broker(self, frame: bytes | bytearray) -> None:
         """Queue a frame for the broker, in the order its pending entry was queued."""
         assert self._to_broker is not None
-        await self._to_broker.send(frame)
+        await send_soon(self._to_broker, frame)
 
     async def _pump_to_broker(
         self, outgoing: trio.MemoryReceiveChannel[bytes | bytearray]
     ) -> None:
-        async with outgoing:
-            async for frame in outgoing:
+        with outgoing:
+            while True:
+                try:
+                    frame = await receive_soon(outgoing)
+                except trio.EndOfChannel:
+                    return
                 await write_frame(self.upstream.stream, frame)
 
     def _decide(self, summary: RequestSummary) -> Verdict:
@@ -275,7 +280,7 @@ class ClientConnection:
         self.ctx.stats.count_refused(error_codes.UNSUPPORTED_VERSION)
         log.info("conn %s: refused %s: version not offered by the tunnel", self.conn_id, what)
         if payload is not None:
-            await pending.send(_Local(payload))
+            await send_soon(pending, _Local(payload))
 
     def _metadata_request(
         self, header: RequestHeader, message: Message, frame: bytes | bytearray
@@ -302,8 +307,12 @@ class ClientConnection:
     async def _pump_responses_from(
         self, frames: FrameReader, pending: trio.MemoryReceiveChannel[_Pending]
     ) -> None:
-        async with pending:
-            async for entry in pending:
+        with pending:
+            while True:
+                try:
+                    entry = await receive_soon(pending)
+                except trio.EndOfChannel:
+                    return
                 if isinstance(entry, _Local):
                     await self._to_client(entry.payload)
                     continue

@@ -29,6 +29,7 @@ from streamctl.kafka.versions import SUPPORTED_VERSIONS
 from streamctl.policy.grant import Grant
 from streamctl.tunnel.brokers import BrokerMap
 from streamctl.tunnel.connection import ClientConnection, TunnelContext
+from streamctl.tunnel.direct import direct_stream
 from streamctl.tunnel.hooks import RecordMasker, SessionObserver
 from streamctl.tunnel.sasl import SaslMechanism, make_mechanism
 from streamctl.tunnel.stats import TunnelStats
@@ -291,7 +292,8 @@ class Tunnel:
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             upstream = await self._open_upstream(node_id)
             try:
-                connection = ClientConnection(self.ctx, conn_id, client, upstream, peer)
+                connection = ClientConnection(self.ctx, conn_id, direct_stream(client), upstream,
+                                              peer)
                 reason = await connection.run()
             finally:
                 await trio.aclose_forcefully(upstream.stream)

@@ -22,6 +22,8 @@ from typing import Final
 
 import trio
 
+from streamctl.tunnel.direct import DirectSocketStream
+
 #: Whether this platform has splice(2) (Linux).
 AVAILABLE: Final = hasattr(os, "splice") and hasattr(os, "pipe2")
 #: The pipe's capacity is asked for once; Linux lets any process go up to 1 MiB.
@@ -41,7 +43,7 @@ class StreamEnded(Exception):
 
 def plain_socket(stream: object) -> trio.socket.SocketType | None:
     """The socket under a plaintext trio TCP stream, or None if there is none (TLS, tests)."""
-    if isinstance(stream, trio.SocketStream) and stream.socket.family in (
+    if isinstance(stream, trio.SocketStream | DirectSocketStream) and stream.socket.family in (
         socket.AF_INET, socket.AF_INET6
     ):
         return stream.socket

@@ -27,6 +27,7 @@ from streamctl.kafka.headers import (
 )
 from streamctl.kafka.messages import decode_response, encode_request
 from streamctl.policy.grant import ClusterSettings
+from streamctl.tunnel.direct import direct_stream
 from streamctl.tunnel.sasl import SaslError, SaslMechanism, make_mechanism
 
 _SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -180,11 +181,11 @@ async def open_upstream(
             tcp = await trio.open_tcp_stream(host, port)
     except (OSError, trio.TooSlowError) as exc:
         raise UpstreamError(f"cannot reach broker {host}:{port}: {exc or 'timed out'}") from None
-    stream: trio.abc.Stream = tcp
+    stream: trio.abc.Stream = direct_stream(tcp)  # TLS runs over it too
     try:
         if security.uses_tls:
             tls = trio.SSLStream(
-                tcp,
+                stream,
                 security.ssl_context(),
                 server_hostname=security.tls_server_hostname or host,
                 https_compatible=False,

@@ -97,7 +97,7 @@ def test_small_fields_stay_in_this_process() -> None:
 
 
 def test_threaded_recorder_digests_in_the_child_and_survives_its_death(tmp_path: Path) -> None:
-    rec = TranscriptRecorder(tmp_path, subject="alice", grant_id="g-1")
+    rec = TranscriptRecorder(tmp_path, subject="alice", grant_id="g-1", digest_process=True)
     helper = rec._digest_process
     assert helper is not None
     data = big_batch(400)

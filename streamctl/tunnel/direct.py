@@ -1,0 +1,132 @@
+"""A trio TCP stream whose reads and writes skip the scheduler when they need not wait.
+
+trio makes every socket call a checkpoint: a recv or send the kernel completes at once still
+ends with a trip through the scheduler (a yield, an epoll poll, a reschedule). One Fetch
+round trip through the tunnel makes about ten such calls, and on the consume path those
+trips were most of the tunnel's CPU. `DirectSocketStream` calls the kernel directly, waits as
+trio does only when a call would block, and still checks for cancellation on every call.
+It yields to the other tasks after `YIELD_EVERY` calls in a row that did not wait, so a
+connection whose socket always has data cannot starve the others.
+
+`direct_stream` wraps plain TCP SocketStreams only; TLS to a broker runs on top of one.
+`send_soon` and `receive_soon` do the same for the tunnel's in-memory channels.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+from typing import Final, TypeVar
+
+import trio
+
+#: Calls that completed without waiting before the stream lets other tasks run.
+YIELD_EVERY: Final = 16
+_DEFAULT_RECEIVE_SIZE: Final = 64 * 1024
+T = TypeVar("T")
+
+
+class DirectSocketStream(trio.abc.HalfCloseableStream):
+    """A trio.SocketStream with direct non-blocking reads and writes (see the module doc)."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self._stream = stream
+        self.socket = stream.socket
+        self._streak = 0
+
+    async def send_eof(self) -> None:
+        await self._stream.send_eof()
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    def setsockopt(self, level: int, option: int, value: int | bytes) -> None:
+        self._stream.setsockopt(level, option, value)
+
+    def _fd(self) -> int:
+        fd = self.socket.fileno()
+        if fd == -1:
+            raise trio.ClosedResourceError("the socket was already closed")
+        return fd
+
+    async def _wait(self, wait: Callable[[trio.socket.SocketType], Awaitable[None]]) -> None:
+        self._streak = 0
+        try:
+            await wait(self.socket)
+        except trio.ClosedResourceError:
+            raise
+        except OSError as exc:
+            raise trio.BrokenResourceError(f"socket error: {exc.strerror}") from exc
+
+    async def _done(self) -> None:
+        """The checkpoint every call owes: a cancellation check, and now and then a yield."""
+        self._streak += 1
+        if self._streak >= YIELD_EVERY:
+            self._streak = 0
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        else:
+            await trio.lowlevel.checkpoint_if_cancelled()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        size = _DEFAULT_RECEIVE_SIZE if max_bytes is None else max_bytes
+        if size < 1:
+            raise ValueError("max_bytes must be >= 1")
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            try:
+                data = os.read(self._fd(), size)
+            except BlockingIOError:
+                await self._wait(trio.lowlevel.wait_readable)
+                continue
+            except OSError as exc:
+                raise trio.BrokenResourceError(f"socket error: {exc.strerror}") from exc
+            await self._done()
+            return data
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if self.socket.did_shutdown_SHUT_WR:
+            raise trio.ClosedResourceError("can't send data after sending EOF")
+        await trio.lowlevel.checkpoint_if_cancelled()
+        with memoryview(data) as view:
+            sent, total = 0, len(view)
+            while sent < total:
+                try:
+                    sent += os.write(self._fd(), view[sent:] if sent else view)
+                except BlockingIOError:
+                    await self._wait(trio.lowlevel.wait_writable)
+                except OSError as exc:
+                    raise trio.BrokenResourceError(f"socket error: {exc.strerror}") from exc
+        await self._done()
+
+
+def direct_stream(stream: trio.abc.Stream) -> trio.abc.Stream:
+    """The stream with direct I/O when it is a plain TCP SocketStream; else unchanged."""
+    if isinstance(stream, trio.SocketStream):
+        return DirectSocketStream(stream)
+    return stream
+
+
+async def send_soon(channel: trio.MemorySendChannel[T], value: T) -> None:
+    """`channel.send(value)`, without a trip through the scheduler when there is room."""
+    try:
+        channel.send_nowait(value)
+    except trio.WouldBlock:
+        await channel.send(value)
+    else:
+        await trio.lowlevel.checkpoint_if_cancelled()
+
+
+async def receive_soon(channel: trio.MemoryReceiveChannel[T]) -> T:
+    """`channel.receive()`, without a trip through the scheduler when a value is waiting.
+
+    Raises trio.EndOfChannel once the channel is closed and empty, as `receive` does.
+    """
+    try:
+        value = channel.receive_nowait()
+    except trio.WouldBlock:
+        return await channel.receive()
+    await trio.lowlevel.checkpoint_if_cancelled()
+    return value
