@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -366,6 +367,40 @@ def test_calls_that_need_not_wait_still_raise_cancelled_in_a_cancelled_scope() -
         # nothing was consumed nor sent by the cancelled calls
         assert await stream.receive_some(10) == b"ready"
         assert pending_bytes(peer) == b""
+        await stream.aclose()
+        peer.close()
+
+    trio.run(main)
+
+
+def test_bytes_that_arrive_as_the_deadline_passes_are_not_lost() -> None:
+    """A read that has taken bytes from the kernel returns them, cancelled or not.
+
+    The reader waits; in one step (without letting trio run) a peer sends and the reader's
+    deadline passes, so trio wakes the reader for the bytes and marks its scope cancelled at
+    the same turn. Raising Cancelled after the read would drop the bytes on the floor.
+    """
+
+    async def main() -> None:
+        stream, peer = unix_pair()
+        got: list[bytes] = []
+
+        async def read() -> None:
+            with trio.move_on_after(0.05):
+                got.append(await stream.receive_some(100))
+
+        async def send_then_stall() -> None:
+            await trio.testing.wait_all_tasks_blocked()
+            peer.send(b"precious")
+            time.sleep(0.1)  # past the reader's deadline, with trio unable to run
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read)
+            nursery.start_soon(send_then_stall)
+        if not got:  # cancelled before it read: the bytes must still be in the socket
+            with trio.fail_after(1):
+                got.append(await stream.receive_some(100))
+        assert got == [b"precious"]
         await stream.aclose()
         peer.close()
 
