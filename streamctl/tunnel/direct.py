@@ -114,23 +114,26 @@ def direct_stream(stream: trio.abc.Stream) -> trio.abc.Stream:
 
 
 async def send_soon(channel: trio.MemorySendChannel[T], value: T) -> None:
-    """`channel.send(value)`, without a trip through the scheduler when there is room."""
+    """`channel.send(value)`, without a trip through the scheduler when there is room.
+
+    As `send`, it checks for cancellation first: a cancelled call has sent nothing.
+    """
+    await trio.lowlevel.checkpoint_if_cancelled()
     try:
         channel.send_nowait(value)
     except trio.WouldBlock:
         await channel.send(value)
-    else:
-        await trio.lowlevel.checkpoint_if_cancelled()
 
 
 async def receive_soon(channel: trio.MemoryReceiveChannel[T]) -> T:
     """`channel.receive()`, without a trip through the scheduler when a value is waiting.
 
-    Raises trio.EndOfChannel once the channel is closed and empty, as `receive` does.
+    As `receive`, it checks for cancellation first (a cancelled call has taken nothing), and
+    raises trio.EndOfChannel once the channel is closed and empty.
     """
+    await trio.lowlevel.checkpoint_if_cancelled()
     try:
         value = channel.receive_nowait()
     except trio.WouldBlock:
         return await channel.receive()
-    await trio.lowlevel.checkpoint_if_cancelled()
     return value

@@ -563,6 +563,25 @@ def test_send_soon_to_a_closed_receiver_is_a_broken_resource() -> None:
     trio.run(main)
 
 
+def test_channel_calls_in_a_cancelled_scope_raise_cancelled_and_move_nothing() -> None:
+    """As a channel's own send and receive: cancelled means not sent, not taken."""
+
+    async def main() -> None:
+        send, receive = trio.open_memory_channel[int](4)
+        await send_soon(send, 1)
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            with pytest.raises(trio.Cancelled):
+                await send_soon(send, 2)
+            with pytest.raises(trio.Cancelled):
+                await receive_soon(receive)
+        assert receive.receive_nowait() == 1  # not taken by the cancelled receive
+        with pytest.raises(trio.WouldBlock):
+            receive.receive_nowait()  # and 2 was not sent by the cancelled send
+
+    trio.run(main)
+
+
 def test_waiting_channel_calls_are_cancelled() -> None:
     async def main() -> None:
         send, receive = trio.open_memory_channel[int](1)
