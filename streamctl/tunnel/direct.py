@@ -33,12 +33,29 @@ class DirectSocketStream(trio.abc.HalfCloseableStream):
         self._stream = stream
         self.socket = stream.socket
         self._streak = 0
+        # One call at a time each way, as trio.SocketStream checks: two writers at once
+        # would interleave their bytes (and two readers split them) without a word.
+        self._receiving = False
+        self._sending = False
+
+    def _start_sending(self) -> None:
+        if self._sending:
+            raise trio.BusyResourceError("another task is already sending on this stream")
+        self._sending = True
 
     async def send_eof(self) -> None:
-        await self._stream.send_eof()
+        self._start_sending()
+        try:
+            await self._stream.send_eof()
+        finally:
+            self._sending = False
 
     async def wait_send_all_might_not_block(self) -> None:
-        await self._stream.wait_send_all_might_not_block()
+        self._start_sending()
+        try:
+            await self._stream.wait_send_all_might_not_block()
+        finally:
+            self._sending = False
 
     async def aclose(self) -> None:
         await self._stream.aclose()
@@ -78,32 +95,42 @@ class DirectSocketStream(trio.abc.HalfCloseableStream):
         size = _DEFAULT_RECEIVE_SIZE if max_bytes is None else max_bytes
         if size < 1:
             raise ValueError("max_bytes must be >= 1")
-        await trio.lowlevel.checkpoint_if_cancelled()
-        while True:
-            try:
-                data = os.read(self._fd(), size)
-            except BlockingIOError:
-                await self._wait(trio.lowlevel.wait_readable)
-                continue
-            except OSError as exc:
-                raise trio.BrokenResourceError(f"socket error: {exc.strerror}") from exc
-            await self._done()
-            return data
+        if self._receiving:
+            raise trio.BusyResourceError("another task is already receiving from this stream")
+        self._receiving = True
+        try:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            while True:
+                try:
+                    data = os.read(self._fd(), size)
+                except BlockingIOError:
+                    await self._wait(trio.lowlevel.wait_readable)
+                    continue
+                except OSError as exc:
+                    raise trio.BrokenResourceError(f"socket error: {exc.strerror}") from exc
+                await self._done()
+                return data
+        finally:
+            self._receiving = False
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         if self.socket.did_shutdown_SHUT_WR:
             raise trio.ClosedResourceError("can't send data after sending EOF")
-        await trio.lowlevel.checkpoint_if_cancelled()
-        with memoryview(data) as view:
-            sent, total = 0, len(view)
-            while sent < total:
-                try:
-                    sent += os.write(self._fd(), view[sent:] if sent else view)
-                except BlockingIOError:
-                    await self._wait(trio.lowlevel.wait_writable)
-                except OSError as exc:
-                    raise trio.BrokenResourceError(f"socket error: {exc.strerror}") from exc
-        await self._done()
+        self._start_sending()
+        try:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            with memoryview(data) as view:
+                sent, total = 0, len(view)
+                while sent < total:
+                    try:
+                        sent += os.write(self._fd(), view[sent:] if sent else view)
+                    except BlockingIOError:
+                        await self._wait(trio.lowlevel.wait_writable)
+                    except OSError as exc:
+                        raise trio.BrokenResourceError(f"socket error: {exc.strerror}") from exc
+            await self._done()
+        finally:
+            self._sending = False
 
 
 def direct_stream(stream: trio.abc.Stream) -> trio.abc.Stream:

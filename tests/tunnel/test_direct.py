@@ -642,3 +642,58 @@ def test_setsockopt_reaches_the_socket() -> None:
             a.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
 
     trio.run(main)
+
+
+# ------------------------------------------------------------------ one call at a time
+
+
+def test_a_second_reader_is_refused_even_when_bytes_are_waiting() -> None:
+    """As trio.SocketStream: the bytes a waiting reader was woken for stay its own."""
+
+    async def main() -> None:
+        stream, peer = unix_pair()
+        got: list[bytes] = []
+
+        async def read() -> None:
+            got.append(await stream.receive_some(100))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read)
+            await trio.testing.wait_all_tasks_blocked()
+            peer.send(b"for the first reader")
+            with pytest.raises(trio.BusyResourceError):
+                await stream.receive_some(100)
+        assert got == [b"for the first reader"]
+        await stream.aclose()
+        peer.close()
+
+    trio.run(main)
+
+
+def test_a_second_writer_is_refused_instead_of_interleaving_its_bytes() -> None:
+    async def main() -> None:
+        stream, peer = unix_pair()
+        payload = b"a" * LARGE
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(stream.send_all, payload)
+            await trio.testing.wait_all_tasks_blocked()  # the first writer waits for room
+            received = bytearray(pending_bytes(peer))  # room again, the writer not yet told
+            with pytest.raises(trio.BusyResourceError):
+                await stream.send_all(b"B")
+            with pytest.raises(trio.BusyResourceError):
+                await stream.send_eof()
+            while len(received) < LARGE:
+                with trio.fail_after(5):
+                    await trio.lowlevel.wait_readable(peer)
+                received += pending_bytes(peer)
+        assert received == payload  # no "B" in the middle
+        await stream.send_all(b"then")  # the stream is free again once the first is done
+        await stream.send_eof()
+        with trio.fail_after(5):
+            await trio.lowlevel.wait_readable(peer)
+        assert pending_bytes(peer) == b"then"
+        await stream.aclose()
+        peer.close()
+
+    trio.run(main)
