@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 import trio
@@ -26,6 +28,7 @@ from streamctl.tunnel.direct import (
     receive_soon,
     send_soon,
 )
+from tests.tunnel.test_upstream_sasl import Pki
 
 LARGE = 8 * 1024 * 1024
 
@@ -695,5 +698,50 @@ def test_a_second_writer_is_refused_instead_of_interleaving_its_bytes() -> None:
         assert pending_bytes(peer) == b"then"
         await stream.aclose()
         peer.close()
+
+    trio.run(main)
+
+
+# ------------------------------------------------------------------ TLS on top
+
+
+def test_tls_over_direct_streams_moves_eight_megabytes_both_ways(tmp_path: Path) -> None:
+    """How the tunnel talks to a TLS broker: trio's SSLStream over a direct stream."""
+    pki = Pki(tmp_path)
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(pki.server_pem)
+    client_context = ssl.create_default_context(cafile=str(pki.ca_pem))
+    up, down = os.urandom(LARGE), os.urandom(LARGE)
+
+    async def main() -> None:
+        got: dict[str, bytes] = {}
+        async with tcp_pair() as (a, b):
+            client = trio.SSLStream(a, client_context, server_hostname="127.0.0.1")
+            server = trio.SSLStream(b, server_context, server_side=True)
+
+            async def receive(name: str, stream: trio.SSLStream[DirectSocketStream]) -> None:
+                got[name] = await read_exactly(stream, LARGE)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(client.send_all, up)
+                nursery.start_soon(server.send_all, down)
+                nursery.start_soon(receive, "at server", server)
+                nursery.start_soon(receive, "at client", client)
+            assert got == {"at server": up, "at client": down}
+            await client.aclose()  # close_notify goes through the direct stream
+            assert await server.receive_some(10) == b""
+            assert a.socket.fileno() == -1
+            await server.aclose()
+
+    trio.run(main)
+
+
+def test_a_reset_under_tls_is_a_broken_resource() -> None:
+    async def main() -> None:
+        async with tcp_pair() as (a, b):
+            client = trio.SSLStream(a, ssl.create_default_context(), server_hostname="x")
+            reset_by_peer(b.socket)
+            with pytest.raises(trio.BrokenResourceError):
+                await client.do_handshake()
 
     trio.run(main)
