@@ -60,8 +60,21 @@ from streamctl.kafka.versions import (
 from streamctl.policy.decision import Verdict, decide
 from streamctl.policy.grant import Grant
 from streamctl.tunnel.brokers import BrokerMap
-from streamctl.tunnel.direct import receive_soon, send_soon
-from streamctl.tunnel.frames import FrameReader, UnfinishedFrame, write_frame
+from streamctl.tunnel.direct import (
+    Chunk,
+    DirectSocketStream,
+    acquire_soon,
+    receive_soon,
+    send_soon,
+    unwritten,
+)
+from streamctl.tunnel.frames import (
+    SPLIT_WRITE_ABOVE,
+    FrameReader,
+    UnfinishedFrame,
+    frame_size,
+    write_frame,
+)
 from streamctl.tunnel.hooks import MASKING_FAILED_ERROR, RecordMasker, SessionObserver
 from streamctl.tunnel.sasl import SaslMechanism
 from streamctl.tunnel.stats import TunnelStats
@@ -136,14 +149,17 @@ class ClientConnection:
     reason: str = "closed"
     _send_lock: trio.Lock = field(default_factory=trio.Lock)
     #: Frames on their way to the broker: the request pump reads the next request while the
-    #: previous one is still being written (a small buffer, so memory stays bounded).
-    _to_broker: trio.MemorySendChannel[bytes | bytearray] | None = None
+    #: previous one is still being written (a small buffer, so memory stays bounded). Each
+    #: item is what is left to write of one frame (its size, then its payload).
+    _to_broker: trio.MemorySendChannel[list[Chunk]] | None = None
+    #: Frames handed to the writer task and not yet written whole.
+    _writing: int = 0
     _own_correlation: int = 0x7F000000
 
     async def run(self) -> str:
         """Pump both directions until either side ends; return why the connection closed."""
         send, receive = trio.open_memory_channel[_Pending](self.ctx.max_in_flight)
-        to_broker, outgoing = trio.open_memory_channel[bytes | bytearray](2)
+        to_broker, outgoing = trio.open_memory_channel[list[Chunk]](2)
         self._to_broker = to_broker
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._guard, self._pump_to_broker, outgoing, nursery.cancel_scope)
@@ -234,26 +250,43 @@ class ClientConnection:
             if header.api_key == ApiKey.PRODUCE and self.ctx.observer is not None
             else None
         )
-        async with self._send_lock:
+        await acquire_soon(self._send_lock)
+        try:
             if summary.expects_response:
                 await send_soon(pending, _Forwarded(summary, keep))
             await self._send_to_broker(frame)
+        finally:
+            self._send_lock.release()
 
     async def _send_to_broker(self, frame: bytes | bytearray) -> None:
-        """Queue a frame for the broker, in the order its pending entry was queued."""
-        assert self._to_broker is not None
-        await send_soon(self._to_broker, frame)
+        """Send a frame to the broker, in the order its pending entry was queued.
 
-    async def _pump_to_broker(
-        self, outgoing: trio.MemoryReceiveChannel[bytes | bytearray]
-    ) -> None:
+        When nothing is queued before it, the socket is offered the frame at once and the
+        writer task gets only what the kernel did not take (usually nothing: one wake-up
+        fewer per request); otherwise, or over TLS, the writer task writes it all.
+        """
+        assert self._to_broker is not None
+        parts: list[Chunk] = [frame_size(frame), frame]
+        stream = self.upstream.stream
+        if not self._writing and isinstance(stream, DirectSocketStream):
+            parts = unwritten(parts, stream.send_now(parts))
+            if not parts:
+                return
+        self._writing += 1
+        await send_soon(self._to_broker, parts)
+
+    async def _pump_to_broker(self, outgoing: trio.MemoryReceiveChannel[list[Chunk]]) -> None:
         with outgoing:
             while True:
                 try:
-                    frame = await receive_soon(outgoing)
+                    parts = await receive_soon(outgoing)
                 except trio.EndOfChannel:
                     return
-                await write_frame(self.upstream.stream, frame)
+                if sum(len(p) for p in parts) <= SPLIT_WRITE_ABOVE:
+                    parts = [b"".join(parts)]  # one write (one TLS record) for a small frame
+                for part in parts:
+                    await self.upstream.stream.send_all(part)
+                self._writing -= 1
 
     def _decide(self, summary: RequestSummary) -> Verdict:
         closing = self.ctx.closing_reason

@@ -9,7 +9,7 @@ It yields to the other tasks after `YIELD_EVERY` calls in a row that did not wai
 connection whose socket always has data cannot starve the others.
 
 `direct_stream` wraps plain TCP SocketStreams only; TLS to a broker runs on top of one.
-`send_soon` and `receive_soon` do the same for the tunnel's in-memory channels.
+`send_soon`, `receive_soon` and `acquire_soon` do the same for its channels and lock.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Final, TypeVar
 
 import trio
@@ -28,6 +28,8 @@ UNSENT_BYTES: Final = 4 * 1024 * 1024
 YIELD_EVERY: Final = 16
 _DEFAULT_RECEIVE_SIZE: Final = 64 * 1024
 T = TypeVar("T")
+#: One piece of bytes to write.
+Chunk = bytes | bytearray | memoryview
 
 
 class DirectSocketStream(trio.abc.HalfCloseableStream):
@@ -72,13 +74,12 @@ class DirectSocketStream(trio.abc.HalfCloseableStream):
             raise trio.BrokenResourceError(f"socket error: {exc.strerror}") from exc
 
     async def _done(self) -> None:
-        """The checkpoint every call owes: a cancellation check, and now and then a yield."""
+        """Now and then a yield after a call that did not wait (never a Cancelled: the bytes
+        are already read or written; the call checked for cancellation before it started)."""
         self._streak += 1
         if self._streak >= YIELD_EVERY:
             self._streak = 0
             await trio.lowlevel.cancel_shielded_checkpoint()
-        else:
-            await trio.lowlevel.checkpoint_if_cancelled()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         size = _DEFAULT_RECEIVE_SIZE if max_bytes is None else max_bytes
@@ -96,6 +97,20 @@ class DirectSocketStream(trio.abc.HalfCloseableStream):
             await self._done()
             return data
 
+    def send_now(self, parts: Sequence[Chunk]) -> int:
+        """Write as much of `parts` as the kernel takes at once, without waiting; the count.
+
+        No checkpoint: the caller has just passed one and goes on to a call that has one.
+        """
+        if self.socket.did_shutdown_SHUT_WR:
+            raise trio.ClosedResourceError("can't send data after sending EOF")
+        try:
+            return os.writev(self._fd(), parts)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            raise trio.BrokenResourceError(f"socket error: {exc.strerror}") from exc
+
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         if self.socket.did_shutdown_SHUT_WR:
             raise trio.ClosedResourceError("can't send data after sending EOF")
@@ -112,6 +127,18 @@ class DirectSocketStream(trio.abc.HalfCloseableStream):
         await self._done()
 
 
+def unwritten(parts: Sequence[Chunk], written: int) -> list[Chunk]:
+    """What is left of `parts` once their first `written` bytes are sent (views, no copies)."""
+    left: list[Chunk] = []
+    for part in parts:
+        if written >= len(part):
+            written -= len(part)
+            continue
+        left.append(memoryview(part)[written:] if written else part)
+        written = 0
+    return left
+
+
 def direct_stream(stream: trio.abc.Stream) -> trio.abc.Stream:
     """The stream with direct I/O when it is a plain TCP SocketStream; else unchanged."""
     if isinstance(stream, trio.SocketStream):
@@ -119,14 +146,17 @@ def direct_stream(stream: trio.abc.Stream) -> trio.abc.Stream:
     return stream
 
 
+# Each of these checks for cancellation before it acts, never after: a value sent, received
+# or a lock taken is never followed by a Cancelled that would lose or leak it.
+
+
 async def send_soon(channel: trio.MemorySendChannel[T], value: T) -> None:
     """`channel.send(value)`, without a trip through the scheduler when there is room."""
+    await trio.lowlevel.checkpoint_if_cancelled()
     try:
         channel.send_nowait(value)
     except trio.WouldBlock:
         await channel.send(value)
-    else:
-        await trio.lowlevel.checkpoint_if_cancelled()
 
 
 async def receive_soon(channel: trio.MemoryReceiveChannel[T]) -> T:
@@ -134,9 +164,17 @@ async def receive_soon(channel: trio.MemoryReceiveChannel[T]) -> T:
 
     Raises trio.EndOfChannel once the channel is closed and empty, as `receive` does.
     """
+    await trio.lowlevel.checkpoint_if_cancelled()
     try:
-        value = channel.receive_nowait()
+        return channel.receive_nowait()
     except trio.WouldBlock:
         return await channel.receive()
+
+
+async def acquire_soon(lock: trio.Lock) -> None:
+    """`lock.acquire()`, without a trip through the scheduler when the lock is free."""
     await trio.lowlevel.checkpoint_if_cancelled()
-    return value
+    try:
+        lock.acquire_nowait()
+    except trio.WouldBlock:
+        await lock.acquire()
