@@ -15,8 +15,8 @@ export STREAMCTL_CACHE
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-# The virtualenv is rebuilt when pyproject.toml or a C extension's source or build changes.
-$(VENV)/.installed: pyproject.toml setup.py streamctl/kafka/_records_c.c streamctl/transcript/_digests_c.c
+# The virtualenv is rebuilt when pyproject.toml or the C extension's source or build changes.
+$(VENV)/.installed: pyproject.toml setup.py streamctl/kafka/_records_c.c
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11+" >&2; exit 1; }
 	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "error: Python 3.11+ is needed")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -27,6 +27,7 @@ from typing import Any
 
 from bench.data import json_records
 from bench.framework import BenchOptions, SectionResult, best_of
+from streamctl.kafka.fetch_stream import describe_records
 from streamctl.kafka.records import Record, RecordBatch, encode_batch
 from streamctl.transcript.recorder import TranscriptRecorder
 
@@ -48,8 +49,9 @@ def _recorder_step(options: BenchOptions, result: SectionResult) -> None:
                                       background_sync=False, threaded=False)
         produced = best_of(lambda: recorder.on_produced("c1", "t", 0, data, 0, 0),
                            options.repeats)
-        fetched = best_of(lambda: recorder.on_fetched("c1", "t", 0, data, 0, {}),
-                          options.repeats)
+        fetched = best_of(
+            lambda: recorder.on_fetched("c1", "t", describe_records("t", None, 0, 0, data), {}),
+            options.repeats)
         recorder.seal("bench")
     for figure, label, seconds in (
         ("transcript_produce_records_per_core_s", "on_produced (digest per record)", produced),

@@ -1,6 +1,9 @@
 /*
  * C accelerator for the records section of magic-2 record batches.
  *
+ * It also computes the per-record digests of a transcript (record_digests, near the end),
+ * because that is one more walk over the same records.
+ *
  * streamctl/kafka/records.py holds the reference implementation in pure Python; this module
  * mirrors its three hot paths (_py_decode_records, _py_encode_records, _py_layout_records)
  * read for read and check for check, so that both raise RecordsError with the same message
@@ -20,6 +23,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <dlfcn.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -587,6 +591,205 @@ done:
     return layout;
 }
 
+/* ---- digests ------------------------------------------------------------------------- */
+
+/* A transcript keeps one SHA-256 digest per produced record (see
+ * streamctl/transcript/digests.py for the reference loop over record_layout with hashlib).
+ * Here the records are walked as record_layout walks them, and hashed in one pass with the
+ * GIL released, the tunnel's own thread keeps running meanwhile.
+ *
+ * The hash is not written here: it is OpenSSL's, the library Python's hashlib is built on
+ * (with the SHA extensions on CPUs that have them). The module does not link against
+ * OpenSSL; bind_sha256(path) finds SHA256_Init/Update/Final through hashlib's _hashlib
+ * extension, already loaded, and its dependencies. Where that fails, digests.py keeps to
+ * hashlib, with identical results. */
+
+/* OpenSSL's SHA256_CTX is 112 bytes; the room kept for it is larger and aligned. */
+typedef union {
+    unsigned char bytes[512];
+    long double align;
+    uint64_t align64;
+} ShaContext;
+
+typedef int (*ShaInitFn)(void *);
+typedef int (*ShaUpdateFn)(void *, const void *, size_t);
+typedef int (*ShaFinalFn)(unsigned char *, void *);
+
+static ShaInitFn sha_init = NULL;
+static ShaUpdateFn sha_update = NULL;
+static ShaFinalFn sha_final = NULL;
+
+#define DIGEST_SIZE 32
+#define HEX_SIZE 64
+
+PyDoc_STRVAR(bind_sha256_doc,
+"bind_sha256(path) -> bool\n\n"
+"Find OpenSSL's SHA256_Init/Update/Final through the already loaded shared object at\n"
+"`path` (hashlib's _hashlib) and its dependencies. False when they cannot be found.");
+
+static PyObject *
+bind_sha256(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    PyObject *path_obj;
+    if (!PyArg_ParseTuple(args, "O&:bind_sha256", PyUnicode_FSConverter, &path_obj)) {
+        return NULL;
+    }
+    /* RTLD_NOLOAD: only an object this process has loaded already is looked at. */
+    void *handle = dlopen(PyBytes_AS_STRING(path_obj), RTLD_NOW | RTLD_NOLOAD | RTLD_LOCAL);
+    Py_DECREF(path_obj);
+    if (handle == NULL) {
+        Py_RETURN_FALSE;
+    }
+    /* The handle stays open for the life of the process: the functions live in it. */
+    ShaInitFn i = (ShaInitFn)dlsym(handle, "SHA256_Init");
+    ShaUpdateFn u = (ShaUpdateFn)dlsym(handle, "SHA256_Update");
+    ShaFinalFn f = (ShaFinalFn)dlsym(handle, "SHA256_Final");
+    if (i == NULL || u == NULL || f == NULL) {
+        dlclose(handle);
+        Py_RETURN_FALSE;
+    }
+    sha_init = i;
+    sha_update = u;
+    sha_final = f;
+    Py_RETURN_TRUE;
+}
+
+/* A key or value length as the digest frames it: big-endian int32, -1 for null. */
+static void
+put_length(unsigned char out[4], int64_t length)
+{
+    uint32_t v = length < 0 ? 0xFFFFFFFFu : (uint32_t)length;
+    out[0] = (unsigned char)(v >> 24);
+    out[1] = (unsigned char)(v >> 16);
+    out[2] = (unsigned char)(v >> 8);
+    out[3] = (unsigned char)v;
+}
+
+/* Hash n records, four int64 per record (key pos, key len, value pos, value len), into
+ * 64 hex characters each at out. Runs without the GIL. */
+static int
+hash_records(const unsigned char *buf, const int64_t *spans, Py_ssize_t n, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    ShaContext ctx;
+    unsigned char digest[DIGEST_SIZE];
+    unsigned char length[4];
+    for (Py_ssize_t r = 0; r < n; r++) {
+        const int64_t *span = spans + 4 * r;
+        if (!sha_init(&ctx)) {
+            return -1;
+        }
+        for (int part = 0; part < 4; part += 2) {
+            put_length(length, span[part + 1]);
+            sha_update(&ctx, length, 4);
+            if (span[part + 1] > 0) {
+                sha_update(&ctx, buf + span[part], (size_t)span[part + 1]);
+            }
+        }
+        if (!sha_final(digest, &ctx)) {
+            return -1;
+        }
+        char *text = out + r * HEX_SIZE;
+        for (int k = 0; k < DIGEST_SIZE; k++) {
+            text[2 * k] = hex[digest[k] >> 4];
+            text[2 * k + 1] = hex[digest[k] & 0x0F];
+        }
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(record_digests_doc,
+"record_digests(buf, pos, size, count, base_offset) -> list[str]\n\n"
+"The hex SHA-256 digest of every record of a section, in order: record_layout's walk\n"
+"(same checks, same errors), then digests.record_digest(key, value) of each record.\n"
+"bind_sha256() must have answered True.");
+
+static PyObject *
+record_digests(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    Py_buffer view;
+    Py_ssize_t pos, size, count;
+    PyObject *base_offset;
+    if (check_ready() < 0) {
+        return NULL;
+    }
+    if (sha_init == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "bind_sha256() has not found SHA-256");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "y*nnnO:record_digests", &view, &pos, &size, &count,
+                          &base_offset)) {
+        return NULL;
+    }
+    PyObject *result = NULL;
+    int64_t *spans = NULL;
+    char *hex = NULL;
+    if (check_span(&view, pos, size) < 0) {
+        goto done;
+    }
+    Input in = {(const uint8_t *)view.buf, (int64_t)view.len};
+    int64_t p = pos;
+    Py_ssize_t slots = records_bound(count, p, size);
+    spans = PyMem_New(int64_t, (size_t)(4 * slots + 1));
+    hex = PyMem_Malloc((size_t)slots * HEX_SIZE + 1);
+    if (spans == NULL || hex == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        Parsed r;
+        int rc = parse_record(&in, &p, size, base_offset, 0, &r);
+        if (rc == TRUNCATED) {
+            raise_truncated(base_offset);
+            goto done;
+        }
+        if (rc) {
+            goto done;
+        }
+        if (i >= slots) {
+            PyErr_SetString(PyExc_SystemError, "record_digests: more records than bytes");
+            goto done;
+        }
+        int64_t *span = spans + 4 * i;
+        span[0] = r.key_pos;
+        span[1] = r.key_len;
+        span[2] = r.value_pos;
+        span[3] = r.value_len;
+    }
+    if (p != size) {
+        raise_trailing(base_offset, size - p);
+        goto done;
+    }
+    int failed;
+    /* `view` keeps the buffer alive and unchanged (a bytearray cannot be resized while it
+     * is exported), and `spans` and `hex` are this call's own: no GIL needed to hash. */
+    Py_BEGIN_ALLOW_THREADS
+    failed = hash_records((const unsigned char *)view.buf, spans, slots, hex);
+    Py_END_ALLOW_THREADS
+    if (failed) {
+        PyErr_SetString(PyExc_RuntimeError, "OpenSSL's SHA-256 reported a failure");
+        goto done;
+    }
+    result = PyList_New(slots);
+    if (result == NULL) {
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < slots; i++) {
+        PyObject *text = PyUnicode_New(HEX_SIZE, 127);
+        if (text == NULL) {
+            Py_CLEAR(result);
+            goto done;
+        }
+        memcpy(PyUnicode_1BYTE_DATA(text), hex + i * HEX_SIZE, HEX_SIZE);
+        PyList_SET_ITEM(result, i, text);
+    }
+done:
+    PyMem_Free(spans);
+    PyMem_Free(hex);
+    PyBuffer_Release(&view);
+    return result;
+}
+
 /* ---- encoding ------------------------------------------------------------------------ */
 
 /* A growing bytes object: the records section is written straight into it. */
@@ -975,6 +1178,8 @@ static PyMethodDef methods[] = {
     {"decode_records", decode_records, METH_VARARGS, decode_records_doc},
     {"encode_records", encode_records, METH_VARARGS, encode_records_doc},
     {"record_layout", record_layout, METH_VARARGS, record_layout_doc},
+    {"bind_sha256", bind_sha256, METH_VARARGS, bind_sha256_doc},
+    {"record_digests", record_digests, METH_VARARGS, record_digests_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -37,7 +37,7 @@ from typing import cast
 from streamctl.kafka.apis import ApiKey
 from streamctl.kafka.errors import BrokerProtocolError
 from streamctl.kafka.headers import response_header_version
-from streamctl.kafka.records import BatchHeader
+from streamctl.kafka.records import BatchHeader, RecordsError, iter_batch_headers
 from streamctl.kafka.versions import SUPPORTED_VERSIONS
 from streamctl.kafka.wire import WireError, read_tagged_fields
 
@@ -52,6 +52,7 @@ __all__ = [
     "Read",
     "Sent",
     "describe_fetch_response",
+    "describe_records",
     "walk_fetch_response",
 ]
 
@@ -95,6 +96,9 @@ class FetchedPartition:
     records_size: int  # bytes of the records field; 0 when it is null or empty
     batches: tuple[BatchHeader, ...]  # == tuple(iter_batch_headers(records)) when decodable
     undecodable: str | None = None  # the RecordsError message iter_batch_headers would raise
+    #: The records field itself, only when the tunnel held the answer whole (to mask it);
+    #: None when the walker described it while it streamed past.
+    records: bytes | None = None
 
 
 Instruction = Read | Pass
@@ -453,6 +457,28 @@ def _records(
         pos += batch_size
     yield from cur.skip(size - pos, "records")
     return tuple(headers), problem
+
+
+def describe_records(
+    topic: str | None,
+    topic_id: uuid.UUID | None,
+    partition_index: int,
+    error_code: int,
+    records: bytes,
+) -> FetchedPartition:
+    """A partition of an answer held in memory, described as the walker describes one.
+
+    Keeps `records` (the tunnel held them anyway, e.g. to mask them).
+    """
+    headers: list[BatchHeader] = []
+    problem: str | None = None
+    try:
+        for header in iter_batch_headers(records):
+            headers.append(header)
+    except RecordsError as exc:
+        problem = str(exc)
+    return FetchedPartition(topic, topic_id, partition_index, error_code, len(records),
+                            tuple(headers), problem, records)
 
 
 def describe_fetch_response(

@@ -58,7 +58,10 @@ class HashChain:
         at = text.find(_MARK_ITEM)
         after = at + len(_MARK_ITEM)
         if at >= 0 and text.find(_MARK_ITEM, after) < 0:
-            digest = hashlib.sha256(text[:at] + text[after:]).hexdigest()
+            view = memoryview(text)
+            covered = hashlib.sha256(view[:at])
+            covered.update(view[after:])
+            digest = covered.hexdigest()
             event["hash"] = digest
             self.last_line = b'%s"hash":"%s",%s' % (text[:at], digest.encode("ascii"),
                                                      text[after:])

@@ -5,9 +5,10 @@ A digest per produced record is most of what recording a session costs. In pure 
 record, taken under the GIL the tunnel's own thread needs. Two ways keep it off that
 thread:
 
-* `_digests_c` (a small C extension) hashes a whole records field in one call with the GIL
-  released, using OpenSSL's SHA-256 found through hashlib. `DIGESTS_ACCELERATED` says
-  whether it runs; STREAMCTL_PURE_PYTHON=1 turns it off, like the record codec's.
+* the record codec's C extension (`_records_c.record_digests`) walks and hashes a whole
+  records section in one call with the GIL released, using OpenSSL's SHA-256 found through
+  hashlib. `DIGESTS_ACCELERATED` says whether it runs; STREAMCTL_PURE_PYTHON=1 turns it
+  off, like the record codec's.
 * Where it cannot run, `DigestProcess` (see digest_process.py) runs this module as a child
   process that takes the records fields on its stdin and answers the digests on its stdout.
 
@@ -27,7 +28,16 @@ import struct
 from collections.abc import Callable
 
 from streamctl.kafka.errors import KafkaProtocolError
-from streamctl.kafka.records import LAYOUT_STRIDE, RecordSection, decode_sections, record_layout
+from streamctl.kafka.records import (
+    LAYOUT_STRIDE,
+    Record,
+    RecordBatch,
+    RecordSection,
+    RecordsError,
+    decode_sections,
+    encode_batch,
+    record_layout,
+)
 
 if LAYOUT_STRIDE != 7:  # record_digests unpacks seven layout ints per record
     raise ImportError(f"record_layout has {LAYOUT_STRIDE} ints per record, not 7")
@@ -51,16 +61,18 @@ def record_digests(records: bytes) -> list[str]:
     read from the record layout (no Record objects, no CRC check: the broker checks it).
     """
     sections, _tail = decode_sections(records, verify_crc=False)
-    if _layout_digests is not None:
+    if _c_digests is not None:
         digests: list[str] = []
         for section in sections:
-            digests += split_hex(_layout_digests(section.data, record_layout(section)).decode())
+            header = section.header
+            digests += _c_digests(section.data, section.start, section.end, header[12],
+                                  header[0])
         return digests
     return _py_record_digests(sections)
 
 
 def _py_record_digests(sections: list[RecordSection]) -> list[str]:
-    """The reference loop: hashlib per record (what `_digests_c` does in one C call)."""
+    """The reference loop: hashlib per record (what the C extension does in one call)."""
     sha256 = hashlib.sha256
     length = _LENGTH_FIELD.pack
     null = _NULL_LENGTH
@@ -92,42 +104,47 @@ def split_hex(text: str) -> list[str]:
     return [text[i : i + HEX_SIZE] for i in range(0, len(text), HEX_SIZE)]
 
 
-_layout_digests: Callable[[bytes | bytearray, list[int]], bytes] | None = None
+_c_digests: Callable[[bytes | bytearray, int, int, int, int], list[str]] | None = None
 
 
 def _select_implementation(accelerated: bool) -> bool:
     """Hash in C (OpenSSL, no GIL) when asked and possible, else with hashlib in Python.
 
     Returns (and sets DIGESTS_ACCELERATED to) whether C is now in use. C is only used once
-    it gives hashlib's answer on a known record: a mismatch (an unexpected OpenSSL) is
-    not a risk taken with audit records.
+    it gives the reference answer on a probe: a mismatch (an unexpected OpenSSL) is not a
+    risk taken with audit records.
     """
-    global _layout_digests, DIGESTS_ACCELERATED
-    _layout_digests, DIGESTS_ACCELERATED = None, False
+    global _c_digests, DIGESTS_ACCELERATED
+    _c_digests, DIGESTS_ACCELERATED = None, False
     if not accelerated:
         return False
     try:
         import _hashlib
 
-        from streamctl.transcript import _digests_c
+        from streamctl.kafka import _records_c
     except ImportError:
         return False
     path = getattr(_hashlib, "__file__", None)
-    if not path or not _digests_c.bind(path):
+    if not path or not _records_c.bind_sha256(path):
         return False
-    probe = b"\x01\x02key\x04value"  # a record's layout: key at 2 (3 bytes), value at 6 (5)
-    layout = [0, 0, 2, 3, 5, 6, 5, len(probe)]
-    expected = hashlib.sha256(b"\x00\x00\x00\x03key\x00\x00\x00\x05value").hexdigest().encode()
+    _records_c.init(Record, RecordsError)  # what records.py does when it uses C itself
+    probe = [Record(0, 0, 0, b"key", b"value"), Record(0, 0, 1, None, b""),
+             Record(0, 0, 2, b"", None)]
+    batch = RecordBatch(0, 0, 0, 2, 0, 0, -1, -1, -1, probe)
+    (section,), _tail = decode_sections(bytes(encode_batch(batch)), verify_crc=False)
+    header = section.header
     try:
-        if _digests_c.layout_digests(probe, layout) != expected:
-            return False
+        got = _records_c.record_digests(section.data, section.start, section.end, header[12],
+                                        header[0])
     except RuntimeError:  # OpenSSL refused to hash
         return False
-    _layout_digests, DIGESTS_ACCELERATED = _digests_c.layout_digests, True
+    if got != _py_record_digests([section]):
+        return False
+    _c_digests, DIGESTS_ACCELERATED = _records_c.record_digests, True
     return True
 
 
-#: True when `_digests_c` computes the digests; STREAMCTL_PURE_PYTHON=1 turns it off.
+#: True when the C extension computes the digests; STREAMCTL_PURE_PYTHON=1 turns it off.
 DIGESTS_ACCELERATED: bool = False
 _select_implementation(os.environ.get("STREAMCTL_PURE_PYTHON", "") in ("", "0"))
 

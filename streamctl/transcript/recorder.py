@@ -4,8 +4,8 @@ Called on the tunnel's hot path, so it stays cheap: each callback only queues it
 arguments for a worker thread. Produced records are decoded only to digest their raw key
 and value bytes (no masking, no re-encoding, no CRC check), in C without the GIL or, where
 that cannot run, by a `DigestProcess` child, so that hashing does not hold the GIL the
-tunnel's thread needs; fetched
-data is described from batch headers alone, without decompressing.
+tunnel's thread needs; fetched data is described from batch headers alone, without
+decompressing (the tunnel hands over only that description).
 Nothing from a record's content is stored, only digests, offsets, counts and sizes.
 """
 
@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from streamctl.kafka.errors import KafkaProtocolError
-from streamctl.kafka.records import iter_batch_headers
+from streamctl.kafka.fetch_stream import FetchedPartition
 from streamctl.transcript import digests as digest_module
 from streamctl.transcript.chain import HashChain
 from streamctl.transcript.digest_process import DigestProcess
@@ -120,25 +120,17 @@ def describe_produced(
     return out
 
 
-def describe_fetched(records: bytes) -> dict[str, Any]:
-    """Offsets and counts of fetched data, from batch headers only (no decompression)."""
-    out: dict[str, Any] = {"bytes": len(records)}
-    first: int | None = None
-    last: int | None = None
-    count = 0
-    try:
-        for header in iter_batch_headers(records):
-            if first is None:
-                first = header.base_offset
-            last = header.base_offset + header.last_offset_delta
-            if not header.is_control:
-                count += max(header.record_count, 0)
-    except KafkaProtocolError as exc:
-        out["undecodable"] = str(exc)[:200]
-    out["record_count"] = count
-    if first is not None and last is not None:
-        out["first_offset"] = first
-        out["last_offset"] = last
+def describe_fetched(fetched: FetchedPartition) -> dict[str, Any]:
+    """Offsets and counts of fetched data, from its batch headers (no record is read)."""
+    out: dict[str, Any] = {"bytes": fetched.records_size}
+    if fetched.undecodable is not None:
+        out["undecodable"] = fetched.undecodable[:200]
+    out["record_count"] = sum(max(h.record_count, 0) for h in fetched.batches
+                              if not h.is_control)
+    if fetched.batches:
+        last = fetched.batches[-1]
+        out["first_offset"] = fetched.batches[0].base_offset
+        out["last_offset"] = last.base_offset + last.last_offset_delta
     return out
 
 
@@ -238,19 +230,13 @@ class TranscriptRecorder:
                      base_offset, error_code)
 
     def on_fetched(
-        self,
-        conn_id: str,
-        topic: str,
-        partition: int,
-        records: bytes,
-        error_code: int,
-        mask_counts: Mapping[str, int],
+        self, conn_id: str, topic: str, fetched: FetchedPartition, mask_counts: Mapping[str, int]
     ) -> None:
         """Fetched offsets and sizes; empty successful fetches (idle polling) are not kept."""
-        if not records and error_code == 0:
+        if not fetched.records_size and fetched.error_code == 0:
             return
-        self._submit(self._record_fetched, self._clock(), conn_id, topic, partition, records,
-                     error_code, dict(mask_counts))
+        self._submit(self._record_fetched, self._clock(), conn_id, topic, fetched,
+                     dict(mask_counts))
 
     def on_close(self, conn_id: str, reason: str) -> None:
         """A client connection ended."""
@@ -336,16 +322,17 @@ class TranscriptRecorder:
             for part in split_produced(fields):
                 self._emit_locked(EventType.PRODUCED, part, ts)
 
-    def _record_fetched(self, ts: float, conn_id: str, topic: str, partition: int,
-                        records: bytes, error_code: int, mask_counts: Mapping[str, int]) -> None:
-        fields = describe_fetched(records)
-        fields.update(conn=conn_id, topic=topic, partition=partition, error_code=error_code)
+    def _record_fetched(self, ts: float, conn_id: str, topic: str, fetched: FetchedPartition,
+                        mask_counts: Mapping[str, int]) -> None:
+        fields = describe_fetched(fetched)
+        fields.update(conn=conn_id, topic=topic, partition=fetched.partition_index,
+                      error_code=fetched.error_code)
         if mask_counts:
             fields["mask_counts"] = {str(k): int(v) for k, v in mask_counts.items()}
         with self._lock:
             self._see_connection(conn_id)
             self.counts["fetched_records"] += fields["record_count"]
-            self.counts["fetched_bytes"] += len(records)
+            self.counts["fetched_bytes"] += fetched.records_size
             self._emit_locked(EventType.FETCHED, fields, ts)
 
     def _record_close(self, ts: float, conn_id: str, reason: str) -> None:

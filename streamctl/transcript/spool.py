@@ -110,13 +110,14 @@ class SpoolWriter:
         `canonical` is the event's canonical JSON when the caller already has it (the chain
         computed it to hash the event), so it is not serialised a second time.
         """
-        line = (canonical if canonical is not None else canonical_json(event)) + b"\n"
+        text = canonical if canonical is not None else canonical_json(event)
         with self._lock:
             fd = self._require_open()
-            view = memoryview(line)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
+            written = os.writev(fd, (text, b"\n"))  # the line without copying it to add "\n"
+            if written < len(text) + 1:  # a short write (rare): the rest, as it goes
+                view = memoryview(text + b"\n")[written:]
+                while view:
+                    view = view[os.write(fd, view):]
             self._written_events += 1
         if self.sync_in_append:
             self.sync_if_due()

@@ -20,13 +20,19 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import trio
 
 from streamctl.kafka import error_codes
 from streamctl.kafka.apis import MESSAGE_CLASSES, ApiKey, api_name
 from streamctl.kafka.errors import BrokerProtocolError, ClientProtocolError, KafkaProtocolError
+from streamctl.kafka.fetch_stream import (
+    FetchedPartition,
+    Read,
+    describe_records,
+    walk_fetch_response,
+)
 from streamctl.kafka.headers import (
     RequestHeader,
     correlation_id_of_response,
@@ -54,12 +60,24 @@ from streamctl.kafka.versions import (
 from streamctl.policy.decision import Verdict, decide
 from streamctl.policy.grant import Grant
 from streamctl.tunnel.brokers import BrokerMap
-from streamctl.tunnel.direct import receive_soon, send_soon
-from streamctl.tunnel.frames import FrameReader, UnfinishedFrame, write_frame
+from streamctl.tunnel.direct import (
+    Chunk,
+    DirectSocketStream,
+    acquire_soon,
+    receive_soon,
+    send_soon,
+    unwritten,
+)
+from streamctl.tunnel.frames import (
+    SPLIT_WRITE_ABOVE,
+    FrameReader,
+    UnfinishedFrame,
+    frame_size,
+    write_frame,
+)
 from streamctl.tunnel.hooks import MASKING_FAILED_ERROR, RecordMasker, SessionObserver
 from streamctl.tunnel.sasl import SaslMechanism
 from streamctl.tunnel.stats import TunnelStats
-from streamctl.tunnel.tee import TeeSendStream
 from streamctl.tunnel.upstream import TUNNEL_CLIENT_ID, Upstream, sasl_exchange_via
 
 log = logging.getLogger("streamctl.tunnel")
@@ -131,14 +149,17 @@ class ClientConnection:
     reason: str = "closed"
     _send_lock: trio.Lock = field(default_factory=trio.Lock)
     #: Frames on their way to the broker: the request pump reads the next request while the
-    #: previous one is still being written (a small buffer, so memory stays bounded).
-    _to_broker: trio.MemorySendChannel[bytes | bytearray] | None = None
+    #: previous one is still being written (a small buffer, so memory stays bounded). Each
+    #: item is what is left to write of one frame (its size, then its payload).
+    _to_broker: trio.MemorySendChannel[list[Chunk]] | None = None
+    #: Frames handed to the writer task and not yet written whole.
+    _writing: int = 0
     _own_correlation: int = 0x7F000000
 
     async def run(self) -> str:
         """Pump both directions until either side ends; return why the connection closed."""
         send, receive = trio.open_memory_channel[_Pending](self.ctx.max_in_flight)
-        to_broker, outgoing = trio.open_memory_channel[bytes | bytearray](2)
+        to_broker, outgoing = trio.open_memory_channel[list[Chunk]](2)
         self._to_broker = to_broker
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._guard, self._pump_to_broker, outgoing, nursery.cancel_scope)
@@ -229,26 +250,43 @@ class ClientConnection:
             if header.api_key == ApiKey.PRODUCE and self.ctx.observer is not None
             else None
         )
-        async with self._send_lock:
+        await acquire_soon(self._send_lock)
+        try:
             if summary.expects_response:
                 await send_soon(pending, _Forwarded(summary, keep))
             await self._send_to_broker(frame)
+        finally:
+            self._send_lock.release()
 
     async def _send_to_broker(self, frame: bytes | bytearray) -> None:
-        """Queue a frame for the broker, in the order its pending entry was queued."""
-        assert self._to_broker is not None
-        await send_soon(self._to_broker, frame)
+        """Send a frame to the broker, in the order its pending entry was queued.
 
-    async def _pump_to_broker(
-        self, outgoing: trio.MemoryReceiveChannel[bytes | bytearray]
-    ) -> None:
+        When nothing is queued before it, the socket is offered the frame at once and the
+        writer task gets only what the kernel did not take (usually nothing: one wake-up
+        fewer per request); otherwise, or over TLS, the writer task writes it all.
+        """
+        assert self._to_broker is not None
+        parts: list[Chunk] = [frame_size(frame), frame]
+        stream = self.upstream.stream
+        if not self._writing and isinstance(stream, DirectSocketStream):
+            parts = unwritten(parts, stream.send_now(parts))
+            if not parts:
+                return
+        self._writing += 1
+        await send_soon(self._to_broker, parts)
+
+    async def _pump_to_broker(self, outgoing: trio.MemoryReceiveChannel[list[Chunk]]) -> None:
         with outgoing:
             while True:
                 try:
-                    frame = await receive_soon(outgoing)
+                    parts = await receive_soon(outgoing)
                 except trio.EndOfChannel:
                     return
-                await write_frame(self.upstream.stream, frame)
+                if sum(len(p) for p in parts) <= SPLIT_WRITE_ABOVE:
+                    parts = [b"".join(parts)]  # one write (one TLS record) for a small frame
+                for part in parts:
+                    await self.upstream.stream.send_all(part)
+                self._writing -= 1
 
     def _decide(self, summary: RequestSummary) -> Verdict:
         closing = self.ctx.closing_reason
@@ -340,7 +378,8 @@ class ClientConnection:
 
         Only Fetch below v16 (no NodeEndpoints) and only when no masker needs its records:
         then a 1 MB answer streams through instead of being held whole. An observer does not
-        stop that: `_relay` keeps a copy and reports the frame once the client has it.
+        stop that: `_relay` reads just the answer's structure and batch headers on the way
+        (kafka.fetch_stream) and reports what the client got once it has it.
         """
         return (
             summary.api_key == ApiKey.FETCH
@@ -351,10 +390,7 @@ class ClientConnection:
     async def _relay(
         self, frames: FrameReader, correlation_id: int, summary: RequestSummary | None = None
     ) -> None:
-        """Relay one answer as it arrives; with an observer, report it (Fetch) afterwards."""
-        kept: list[bytes] | None = (
-            [] if summary is not None and self.ctx.observer is not None else None
-        )
+        """Relay one answer as it arrives; with an observer, describe it (Fetch) on the way."""
         try:
             size = await frames.next_size()
             if size is None:
@@ -367,34 +403,49 @@ class ClientConnection:
                 raise BrokerProtocolError(
                     f"broker answered correlation id {got} where {correlation_id} was due"
                 )
-            await self.client.send_all(size.to_bytes(4, "big") + head)
-            sink = self.client if kept is None else TeeSendStream(self.client, kept)
-            await frames.relay(size - 4, sink)
+            start = size.to_bytes(4, "big") + head
+            fetched: list[FetchedPartition] = []
+            if summary is None or self.ctx.observer is None:
+                await self.client.send_all(start)
+                await frames.relay(size - 4, self.client)
+            else:
+                fetched = await self._relay_described(frames, summary, size - 4, start)
         except UnfinishedFrame as exc:
             raise ConnectionClosed(f"broker closed the connection mid-response ({exc})",
                                    warn=True) from None
         self.ctx.stats.bytes_to_clients += 4 + size
-        if kept is not None and summary is not None:
-            self._record_fetch(summary, head + b"".join(kept))
+        if summary is not None and self.ctx.observer is not None:
+            for part in fetched:
+                name = self._topic_name(part.topic, part.topic_id)
+                self.ctx.observer.on_fetched(self.conn_id, name or str(part.topic_id), part, {})
 
-    def _record_fetch(self, summary: RequestSummary, frame: bytes) -> None:
-        """Tell the observer what a relayed Fetch answer held, partition by partition.
+    async def _relay_described(
+        self, frames: FrameReader, summary: RequestSummary, size: int, start: bytes
+    ) -> list[FetchedPartition]:
+        """Relay a Fetch answer while the walker reads only its structure and batch headers.
 
-        The client already has the frame; one the codec cannot read ends the connection
-        (BrokerProtocolError), as it would have before relaying.
+        The parts the walker reads are forwarded in one write before each spliced batch
+        body (and at the end). An answer whose structure is broken ends the connection
+        (BrokerProtocolError), as a held answer the codec cannot read would.
         """
-        observer = self.ctx.observer
-        assert observer is not None
-        version = summary.api_version
-        offset = response_body_offset(frame, response_header_version(ApiKey.FETCH, version))
-        body = decode_response(ApiKey.FETCH, version, frame, offset)
-        for topic in body.responses or ():
-            name = self._topic_name(getattr(topic, "topic", None), getattr(topic, "topic_id", None))
-            for part in topic.partitions or ():
-                observer.on_fetched(
-                    self.conn_id, name or str(topic.topic_id), part.partition_index,
-                    bytes(part.records or b""), part.error_code, {},
-                )
+        walk = walk_fetch_response(summary.api_version, size)
+        out: list[bytes] = [start]
+        try:
+            step = next(walk)
+            while True:
+                if isinstance(step, Read):
+                    data = await frames.take(step.size)
+                    out.append(data)
+                    step = walk.send(data)
+                else:
+                    await self.client.send_all(b"".join(out))
+                    out.clear()
+                    await frames.relay(step.size, self.client)
+                    step = walk.send(None)
+        except StopIteration as done:
+            if out:
+                await self.client.send_all(b"".join(out))
+            return cast(list[FetchedPartition], done.value)
 
     async def _to_client(self, payload: bytes) -> None:
         self.ctx.stats.bytes_to_clients += await write_frame(self.client, payload)
@@ -460,8 +511,11 @@ class ClientConnection:
                     changed = changed or masked
                 if observer is not None:
                     observer.on_fetched(
-                        self.conn_id, name or str(topic.topic_id), part.partition_index,
-                        bytes(part.records or b""), part.error_code, counts,
+                        self.conn_id, name or str(topic.topic_id),
+                        describe_records(getattr(topic, "topic", None),
+                                         getattr(topic, "topic_id", None), part.partition_index,
+                                         part.error_code, bytes(part.records or b"")),
+                        counts,
                     )
         for endpoint in getattr(body, "node_endpoints", None) or ():
             endpoint.host, endpoint.port = self.ctx.brokers.address_of(

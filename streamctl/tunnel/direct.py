@@ -2,28 +2,34 @@
 
 trio makes every socket call a checkpoint: a recv or send the kernel completes at once still
 ends with a trip through the scheduler (a yield, an epoll poll, a reschedule). One Fetch
-round trip through the tunnel makes about ten such calls, and on the consume path those
-trips were most of the tunnel's CPU. `DirectSocketStream` calls the kernel directly, waits as
+round trip through the tunnel made about ten such calls, and those trips were a large part
+of the tunnel's CPU per request. `DirectSocketStream` calls the kernel directly, waits as
 trio does only when a call would block, and still checks for cancellation on every call.
 It yields to the other tasks after `YIELD_EVERY` calls in a row that did not wait, so a
 connection whose socket always has data cannot starve the others.
 
 `direct_stream` wraps plain TCP SocketStreams only; TLS to a broker runs on top of one.
-`send_soon` and `receive_soon` do the same for the tunnel's in-memory channels.
+`send_soon`, `receive_soon` and `acquire_soon` do the same for its channels and lock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Awaitable, Callable
+import socket
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Final, TypeVar
 
 import trio
 
+#: Bytes a socket may hold unsent before a write waits (TCP_NOTSENT_LOWAT).
+UNSENT_BYTES: Final = 4 * 1024 * 1024
 #: Calls that completed without waiting before the stream lets other tasks run.
 YIELD_EVERY: Final = 16
 _DEFAULT_RECEIVE_SIZE: Final = 64 * 1024
 T = TypeVar("T")
+#: One piece of bytes to write.
+Chunk = bytes | bytearray | memoryview
 
 
 class DirectSocketStream(trio.abc.HalfCloseableStream):
@@ -37,6 +43,12 @@ class DirectSocketStream(trio.abc.HalfCloseableStream):
         # would interleave their bytes (and two readers split them) without a word.
         self._receiving = False
         self._sending = False
+        # trio keeps at most 16 KiB unsent in the kernel (good for latency of small
+        # writes). A broker reads a 1 MB Produce through a ~100 KB receive window, so
+        # with that limit the tunnel wrote it in a dozen pieces, waking for each; the
+        # kernel may hold it whole instead (its send buffer still bounds it).
+        with contextlib.suppress(OSError, AttributeError):
+            self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, UNSENT_BYTES)
 
     def _start_sending(self) -> None:
         if self._sending:
@@ -113,6 +125,23 @@ class DirectSocketStream(trio.abc.HalfCloseableStream):
         finally:
             self._receiving = False
 
+    def send_now(self, parts: Sequence[Chunk]) -> int:
+        """Write as much of `parts` as the kernel takes at once, without waiting; the count.
+
+        No checkpoint: the caller has just passed one and goes on to a call that has one.
+        Refused while a `send_all` is under way, whose bytes it would otherwise split.
+        """
+        if self._sending:
+            raise trio.BusyResourceError("another task is already sending on this stream")
+        if self.socket.did_shutdown_SHUT_WR:
+            raise trio.ClosedResourceError("can't send data after sending EOF")
+        try:
+            return os.writev(self._fd(), parts)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            raise trio.BrokenResourceError(f"socket error: {exc.strerror}") from exc
+
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         if self.socket.did_shutdown_SHUT_WR:
             raise trio.ClosedResourceError("can't send data after sending EOF")
@@ -133,6 +162,18 @@ class DirectSocketStream(trio.abc.HalfCloseableStream):
             self._sending = False
 
 
+def unwritten(parts: Sequence[Chunk], written: int) -> list[Chunk]:
+    """What is left of `parts` once their first `written` bytes are sent (views, no copies)."""
+    left: list[Chunk] = []
+    for part in parts:
+        if written >= len(part):
+            written -= len(part)
+            continue
+        left.append(memoryview(part)[written:] if written else part)
+        written = 0
+    return left
+
+
 def direct_stream(stream: trio.abc.Stream) -> trio.abc.Stream:
     """The stream with direct I/O when it is a plain TCP SocketStream; else unchanged."""
     if isinstance(stream, trio.SocketStream):
@@ -140,11 +181,12 @@ def direct_stream(stream: trio.abc.Stream) -> trio.abc.Stream:
     return stream
 
 
-async def send_soon(channel: trio.MemorySendChannel[T], value: T) -> None:
-    """`channel.send(value)`, without a trip through the scheduler when there is room.
+# Each of these checks for cancellation before it acts, never after: a value sent, received
+# or a lock taken is never followed by a Cancelled that would lose or leak it.
 
-    As `send`, it checks for cancellation first: a cancelled call has sent nothing.
-    """
+
+async def send_soon(channel: trio.MemorySendChannel[T], value: T) -> None:
+    """`channel.send(value)`, without a trip through the scheduler when there is room."""
     await trio.lowlevel.checkpoint_if_cancelled()
     try:
         channel.send_nowait(value)
@@ -155,12 +197,19 @@ async def send_soon(channel: trio.MemorySendChannel[T], value: T) -> None:
 async def receive_soon(channel: trio.MemoryReceiveChannel[T]) -> T:
     """`channel.receive()`, without a trip through the scheduler when a value is waiting.
 
-    As `receive`, it checks for cancellation first (a cancelled call has taken nothing), and
-    raises trio.EndOfChannel once the channel is closed and empty.
+    Raises trio.EndOfChannel once the channel is closed and empty, as `receive` does.
     """
     await trio.lowlevel.checkpoint_if_cancelled()
     try:
-        value = channel.receive_nowait()
+        return channel.receive_nowait()
     except trio.WouldBlock:
         return await channel.receive()
-    return value
+
+
+async def acquire_soon(lock: trio.Lock) -> None:
+    """`lock.acquire()`, without a trip through the scheduler when the lock is free."""
+    await trio.lowlevel.checkpoint_if_cancelled()
+    try:
+        lock.acquire_nowait()
+    except trio.WouldBlock:
+        await lock.acquire()

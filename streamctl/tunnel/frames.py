@@ -19,7 +19,7 @@ from streamctl.tunnel import splice
 
 _SIZE = struct.Struct(">i")
 #: Below this size a frame is written in one piece (a copy is cheaper than a second syscall).
-_SPLIT_WRITE_ABOVE = 64 * 1024
+SPLIT_WRITE_ABOVE = 64 * 1024
 #: Bytes asked of a socket per read when no frame size tells how many are coming.
 READ_SIZE = 256 * 1024
 
@@ -217,10 +217,15 @@ class FrameReader:
         return frame
 
 
+def frame_size(payload: bytes | bytearray) -> bytes:
+    """The 4-byte size that goes before a frame's payload."""
+    return _SIZE.pack(len(payload))
+
+
 async def write_frame(stream: trio.abc.Stream, payload: bytes | bytearray) -> int:
     """Write one frame (size + payload); returns the bytes written."""
-    head = _SIZE.pack(len(payload))
-    if len(payload) <= _SPLIT_WRITE_ABOVE:
+    head = frame_size(payload)
+    if len(payload) <= SPLIT_WRITE_ABOVE:
         await stream.send_all(head + payload)
     else:
         await stream.send_all(head)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 from streamctl.kafka import error_codes
+from streamctl.kafka.fetch_stream import FetchedPartition
 from streamctl.kafka.summary import RequestSummary
 from streamctl.policy.decision import Verdict
 
@@ -52,14 +53,11 @@ class SessionObserver(Protocol):
     ) -> None: ...
 
     def on_fetched(
-        self,
-        conn_id: str,
-        topic: str,
-        partition: int,
-        records: bytes,
-        error_code: int,
-        mask_counts: Mapping[str, int],
-    ) -> None: ...
+        self, conn_id: str, topic: str, fetched: FetchedPartition, mask_counts: Mapping[str, int]
+    ) -> None:
+        """One partition of a Fetch answer, as the client got it: described from its batch
+        headers (`fetched.records` holds the bytes only where the tunnel held the answer
+        whole to mask it; a relayed answer is described while it streams past)."""
 
     def on_close(self, conn_id: str, reason: str) -> None: ...
 

@@ -8,6 +8,7 @@ BrokerProtocolError only.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import struct
 import time
@@ -30,6 +31,7 @@ from streamctl.kafka.fetch_stream import (
     Pass,
     Read,
     describe_fetch_response,
+    describe_records,
     walk_fetch_response,
 )
 from streamctl.kafka.headers import response_body_offset, response_header_version
@@ -385,3 +387,18 @@ def test_corrupted_frames_only_ever_raise_broker_errors(
     # What the walker accepts, the codec reads the same way (the reverse does not hold: the
     # codec takes a null topic name or a negative array count as None).
     assert partitions == _expected(version, bytes(data))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(records=records_fields(), error_code=st.integers(-1, 100))
+def test_records_held_in_memory_are_described_as_the_walker_describes_them(
+    records: bytes | None, error_code: int
+) -> None:
+    """The masking path describes records it holds; a relay describes them streaming: same."""
+    data = records or b""
+    body = message(ApiKey.FETCH, 4, False, responses=[{"topic": "t", "partitions": [
+        {"partition_index": 3, "error_code": error_code, "records": data}]}])
+    (walked,) = describe_fetch_response(4, _payload(4, body))
+    held = describe_records("t", None, 3, error_code, data)
+    assert held.records == data and walked.records is None
+    assert dataclasses.replace(held, records=None) == walked

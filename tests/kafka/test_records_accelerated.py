@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from streamctl.kafka import _records_c, records
 from streamctl.kafka.records import Record, RecordsError
+from streamctl.transcript import digests
 from tests.kafka.conftest import PURE_PYTHON
 
 _records_c.init(Record, RecordsError)  # records.py skips this when STREAMCTL_PURE_PYTHON=1
@@ -358,6 +359,11 @@ def test_no_reference_leaks_on_success_or_error_paths() -> None:
                 _records_c.record_layout(data, 0, len(data), 30, 0)
             except RecordsError:
                 assert data is bad
+            if digests.DIGESTS_ACCELERATED:
+                try:
+                    _records_c.record_digests(data, 0, len(data), 30, 0)
+                except RecordsError:
+                    assert data is bad
         _records_c.encode_records(recs, [])
         try:
             _records_c.encode_records([*recs, (0, 0, 0, None, None, (("k", 5),))], [])  # type: ignore[list-item]

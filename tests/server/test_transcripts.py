@@ -13,7 +13,7 @@ from streamctl.transcript.recorder import TranscriptRecorder
 from streamctl.transcript.spool import find_pending, read_spool
 from streamctl.transcript.upload import UploadError, sync_pending, upload_spool
 from tests.server.part2 import Api, ClientTransport, backend_url, grant_id, running_api
-from tests.transcript.helpers import Summary, Verdict, batch_bytes
+from tests.transcript.helpers import Summary, Verdict, batch_bytes, fetched_partition
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -34,7 +34,7 @@ def record_session(spool: Path, gid: str, *, subject: str = "alice", produced: i
         rec.on_request("c1", Summary(correlation_id=i, client_id="rdkafka"), Verdict())
         rec.on_produced("c1", "orders", 0, batch_bytes(values[i:i + 10]), 100 + i, 0)
     rec.on_request("c2", Summary(kind="read", api_key=1, client_id="kafka-python"), Verdict())
-    rec.on_fetched("c2", "orders", 0, batch_bytes(values, base_offset=100), 0, {})
+    rec.on_fetched("c2", "orders", fetched_partition(batch_bytes(values, base_offset=100)), {})
     rec.on_request("c2", Summary(kind="delete", api_key=20, topics=("audit-events",)),
                    Verdict(False, 29, "audit-events is immutable"))
     rec.on_close("c1", "client closed")

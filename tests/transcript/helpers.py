@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
+from streamctl.kafka.fetch_stream import FetchedPartition, describe_records
 from streamctl.kafka.records import Compression, Record, RecordBatch, encode_batch
 
 
@@ -51,3 +52,10 @@ class Verdict:
     allowed: bool = True
     error_code: int = 0
     reason: str = "granted"
+
+
+def fetched_partition(
+    records: bytes, partition: int = 0, error_code: int = 0
+) -> FetchedPartition:
+    """A fetched partition as the tunnel describes it to an observer."""
+    return describe_records(None, None, partition, error_code, records)

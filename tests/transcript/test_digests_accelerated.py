@@ -10,8 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streamctl.kafka.records import Compression, decode_sections, record_layout
-from streamctl.transcript import _digests_c, digests
+from streamctl.kafka import _records_c, records
+from streamctl.kafka.records import Compression, RecordsError, decode_sections
+from streamctl.transcript import digests
 from streamctl.transcript.events import record_digest
 from streamctl.transcript.recorder import TranscriptRecorder
 
@@ -41,13 +42,13 @@ def test_the_active_implementation_is_the_c_one() -> None:
         assert not digests.DIGESTS_ACCELERATED
     else:  # CI must run the C digests, not fall back to hashlib without anyone noticing
         assert digests.DIGESTS_ACCELERATED
-        assert digests._layout_digests is _digests_c.layout_digests
+        assert digests._c_digests is _records_c.record_digests
 
 
 @pytest.mark.usefixtures("both")
 def test_select_implementation_switches_and_reports() -> None:
     assert digests._select_implementation(False) is False
-    assert digests._layout_digests is None
+    assert digests._c_digests is None
     assert digests._select_implementation(True) is True
     assert digests.DIGESTS_ACCELERATED
 
@@ -67,34 +68,40 @@ def test_c_digests_equal_hashlib_digests(
     assert _reference(data) == expected
 
 
-def test_a_layout_pointing_outside_the_buffer_is_refused() -> None:
+def _c(section_bytes: bytes, count: int) -> list[str]:
+    return _records_c.record_digests(section_bytes, 0, len(section_bytes), count, 0)
+
+
+def test_corrupt_sections_fail_as_the_record_walk_does() -> None:
     if not digests.DIGESTS_ACCELERATED:
         pytest.skip("the C digests did not bind in this environment (STREAMCTL_PURE_PYTHON)")
-    buf = b"\x00" * 16
-    with pytest.raises(ValueError, match="outside the buffer"):
-        _digests_c.layout_digests(buf, [0, 0, 10, 7, 0, 0, 0, 16])  # key runs past the end
-    with pytest.raises(ValueError, match="outside the buffer"):
-        _digests_c.layout_digests(buf, [0, 0, -1, 1, 0, 0, 0, 16])
-    with pytest.raises(ValueError, match="7 ints per record"):
-        _digests_c.layout_digests(buf, [0, 0, 0])
-    with pytest.raises(OverflowError):
-        _digests_c.layout_digests(buf, [0, 0, 0, 2**70, 0, 0, 0, 16])
-    assert _digests_c.layout_digests(buf, [16]) == b""  # no records, no digests
+    data = batch_bytes([(b"k", b"v" * 10)] * 3)
+    (section,), _ = decode_sections(data, verify_crc=False)
+    body = bytes(section.data[section.start : section.end])
+    assert len(_c(body, 3)) == 3
+    for broken in (body[:-1], body + b"\x00", b"\x02" + body[1:], body[:5], b"\xff" * 9):
+        with pytest.raises(RecordsError) as walked:
+            records._py_layout_records(broken, 0, len(broken), 3, 0)
+        with pytest.raises(RecordsError) as hashed:
+            _c(broken, 3)
+        assert str(hashed.value) == str(walked.value)
+    with pytest.raises(ValueError, match="outside a buffer"):
+        _records_c.record_digests(body, 0, len(body) + 1, 3, 0)
+    assert _c(b"", 0) == []
 
 
 def test_bind_refuses_an_object_that_is_not_loaded(tmp_path: Path) -> None:
-    assert _digests_c.bind(str(tmp_path / "not-a-library.so")) is False
+    assert _records_c.bind_sha256(str(tmp_path / "not-a-library.so")) is False
 
 
-def test_real_layouts_of_every_codec_digest_identically() -> None:
+def test_real_sections_of_every_codec_digest_identically() -> None:
     if not digests.DIGESTS_ACCELERATED:
         pytest.skip("the C digests did not bind in this environment (STREAMCTL_PURE_PYTHON)")
     values = [(b"k%d" % i, os.urandom(i % 500)) for i in range(2000)]
     for codec in Compression:
         data = batch_bytes(values, codec=codec)
-        sections, _ = decode_sections(data, verify_crc=False)
-        hex_run = b"".join(_digests_c.layout_digests(s.data, record_layout(s)) for s in sections)
-        assert hex_run.decode() == "".join(_reference(data))
+        assert digests.record_digests(data) == _reference(data)
+        assert digests.record_digests(data) == [record_digest(k, v) for k, v in values]
 
 
 def test_the_recorder_needs_no_child_when_hashing_runs_in_c(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from streamctl.transcript.events import record_digest
 from streamctl.transcript.recorder import TranscriptRecorder, describe_fetched, describe_produced
 from streamctl.transcript.spool import find_pending, read_spool
 
-from .helpers import Summary, Verdict, batch_bytes
+from .helpers import Summary, Verdict, batch_bytes, fetched_partition
 
 
 def recorder(tmp_path: Path, **kw: object) -> TranscriptRecorder:
@@ -41,7 +41,7 @@ def test_fetched_offsets_come_from_batch_headers() -> None:
         + batch_bytes([(None, b"c")] * 3, base_offset=13, codec=Compression.LZ4)
     )
     truncated = data + batch_bytes([(None, b"d")], base_offset=16)[:30]
-    described = describe_fetched(truncated)
+    described = describe_fetched(fetched_partition(truncated))
     assert (described["first_offset"], described["last_offset"]) == (10, 15)
     assert described["record_count"] == 5  # the control record is not a data record
     assert described["bytes"] == len(truncated)
@@ -50,7 +50,8 @@ def test_fetched_offsets_come_from_batch_headers() -> None:
 def test_undecodable_records_are_described_not_raised() -> None:
     bad = b"\x00" * 12 + b"\x00\x00\x00\x03" + b"\x02" + b"\x00" * 20
     assert "undecodable" in describe_produced(bad, 0, 0)
-    assert "undecodable" in describe_fetched(b"\x00" * 8 + b"\x00\x00\x00\x05" + b"\x02" * 8)
+    broken = b"\x00" * 8 + b"\x00\x00\x00\x05" + b"\x02" * 8
+    assert "undecodable" in describe_fetched(fetched_partition(broken))
 
 
 def test_a_session_records_every_callback_and_seals(tmp_path: Path) -> None:
@@ -58,9 +59,9 @@ def test_a_session_records_every_callback_and_seals(tmp_path: Path) -> None:
     rec.on_request("c1", Summary(client_id="rdkafka"), Verdict())
     rec.on_produced("c1", "orders", 0, batch_bytes([(b"k", b"v")] * 3), 7, 0)
     rec.on_request("c2", Summary(kind="delete", api_key=20), Verdict(False, 29, "immutable"))
-    rec.on_fetched("c2", "orders", 0, batch_bytes([(b"k", b"v")] * 3, base_offset=7), 0,
-                   {"email": 2})
-    rec.on_fetched("c2", "orders", 0, b"", 0, {})  # idle poll: not kept
+    rec.on_fetched("c2", "orders",
+                   fetched_partition(batch_bytes([(b"k", b"v")] * 3, base_offset=7)), {"email": 2})
+    rec.on_fetched("c2", "orders", fetched_partition(b""), {})  # idle poll: not kept
     rec.on_close("c1", "client closed")
     rec.seal("expired")
     rec.seal("twice")  # idempotent
@@ -107,7 +108,8 @@ def test_no_planted_secret_or_record_value_reaches_the_spool(tmp_path: Path) -> 
     ]
     for codec in Compression:
         rec.on_produced("c1", "payments", 1, batch_bytes(values, codec=codec), 0, 0)
-        rec.on_fetched("c1", "payments", 1, batch_bytes(values, codec=codec), 0, {"card": 4})
+        rec.on_fetched("c1", "payments", fetched_partition(batch_bytes(values, codec=codec), 1),
+                       {"card": 4})
     rec.on_request("c1", Summary(topics=("payments",)), Verdict())
     rec.seal("closed")
     spooled = rec.path.read_bytes()

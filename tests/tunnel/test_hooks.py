@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from kafka import KafkaConsumer, KafkaProducer
 
 from streamctl.kafka.apis import ApiKey
+from streamctl.kafka.fetch_stream import FetchedPartition
 from streamctl.kafka.framing import encode_frame
 from streamctl.kafka.headers import response_body_offset
 from streamctl.kafka.messages import decode_response
@@ -63,6 +64,7 @@ class Recorder:
         self.requests: list[tuple[str, RequestSummary, Verdict]] = []
         self.produced: list[tuple[str, str, int, bytes, int, int]] = []
         self.fetched: list[tuple[str, str, int, bytes, int, Mapping[str, int]]] = []
+        self.described: list[FetchedPartition] = []
         self.closed: list[tuple[str, str]] = []
 
     def on_request(self, conn_id: str, summary: RequestSummary, verdict: Verdict) -> None:
@@ -74,11 +76,13 @@ class Recorder:
         with self.lock:
             self.produced.append((conn_id, topic, partition, records, base_offset, error_code))
 
-    def on_fetched(self, conn_id: str, topic: str, partition: int, records: bytes,
-                   error_code: int, mask_counts: Mapping[str, int]) -> None:
+    def on_fetched(self, conn_id: str, topic: str, fetched: FetchedPartition,
+                   mask_counts: Mapping[str, int]) -> None:
         with self.lock:
-            self.fetched.append((conn_id, topic, partition, records, error_code,
-                                 dict(mask_counts)))
+            self.described.append(fetched)
+            # the bytes are there only where the tunnel held the answer (to mask it)
+            self.fetched.append((conn_id, topic, fetched.partition_index,
+                                 fetched.records or b"", fetched.error_code, dict(mask_counts)))
 
     def on_close(self, conn_id: str, reason: str) -> None:
         with self.lock:

@@ -8,6 +8,7 @@ from kafka import KafkaProducer
 from streamctl.kafka.apis import ApiKey
 from streamctl.kafka.headers import response_body_offset
 from streamctl.kafka.messages import decode_response
+from streamctl.kafka.records import iter_batch_headers
 from streamctl.tunnel import connection
 from streamctl.tunnel.engine import Tunnel, TunnelThread
 from tests.harness.kafka import KafkaCluster
@@ -15,7 +16,7 @@ from tests.policy.grants import make_grant
 from tests.tunnel.test_hooks import Recorder, UpperMasker, raw_fetch
 
 
-def test_relayed_fetch_is_reported_with_the_bytes_the_client_got(
+def test_relayed_fetch_is_described_as_the_client_got_it(
     kafka: KafkaCluster, unique_topic: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     kafka.create_topic(unique_topic)
@@ -39,10 +40,17 @@ def test_relayed_fetch_is_reported_with_the_bytes_the_client_got(
     assert sent.error_code == 0 and b"value 4" in sent.records
     with recorder.lock:
         fetched = [f for f in recorder.fetched if f[1] == unique_topic]
-    assert len(fetched) == 1
+        described = list(recorder.described)
+    assert len(fetched) == 1 and len(described) == 1
     _conn, _topic, partition, records, error_code, counts = fetched[0]
     assert (partition, error_code, counts) == (0, 0, {})
-    assert records == bytes(sent.records)  # exactly what the client received
+    assert records == b""  # relayed: the observer is told about the bytes, never given them
+    part = described[0]
+    assert part.records is None and part.undecodable is None
+    assert part.records_size == len(sent.records)  # exactly what the client received
+    assert part.batches == tuple(iter_batch_headers(sent.records))
+    assert part.batches[0].base_offset == 0
+    assert sum(b.record_count for b in part.batches) == 5
 
 
 def test_an_observer_alone_keeps_the_fetch_versions_that_relay() -> None:
