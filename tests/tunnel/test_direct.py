@@ -24,9 +24,11 @@ from streamctl.tunnel import splice
 from streamctl.tunnel.direct import (
     YIELD_EVERY,
     DirectSocketStream,
+    acquire_soon,
     direct_stream,
     receive_soon,
     send_soon,
+    unwritten,
 )
 from tests.tunnel.test_upstream_sasl import Pki
 
@@ -743,5 +745,96 @@ def test_a_reset_under_tls_is_a_broken_resource() -> None:
             reset_by_peer(b.socket)
             with pytest.raises(trio.BrokenResourceError):
                 await client.do_handshake()
+
+    trio.run(main)
+
+
+# ------------------------------------------------------------------ writes without waiting
+
+
+def test_send_now_writes_what_the_kernel_takes_and_unwritten_gives_the_rest() -> None:
+    async def main() -> None:
+        stream, peer = unix_pair()
+        parts = [b"head", bytearray(b"-middle-"), memoryview(b"xtail")[1:]]
+        assert stream.send_now(parts) == 16
+        assert pending_bytes(peer) == b"head-middle-tail"
+        big = [b"s" * LARGE, b"after"]
+        written = stream.send_now(big)
+        assert 0 < written < LARGE  # the kernel took a part only
+        assert stream.send_now([b"more"]) == 0  # full: nothing, and no wait
+        rest = unwritten(big, written)
+        assert sum(len(p) for p in rest) == LARGE + 5 - written
+        received = bytearray()
+        async with trio.open_nursery() as nursery:
+
+            async def send_rest() -> None:
+                for part in rest:
+                    await stream.send_all(part)
+
+            nursery.start_soon(send_rest)
+            await trio.testing.wait_all_tasks_blocked()
+            with pytest.raises(trio.BusyResourceError):
+                stream.send_now([b"would split the bytes being sent"])
+            while len(received) < LARGE + 5:
+                with trio.fail_after(5):
+                    await trio.lowlevel.wait_readable(peer)
+                received += pending_bytes(peer)
+        assert received == b"s" * LARGE + b"after"
+        await stream.send_eof()
+        with pytest.raises(trio.ClosedResourceError):
+            stream.send_now([b"x"])
+        await stream.aclose()
+        with pytest.raises(trio.ClosedResourceError):
+            stream.send_now([b"x"])
+        peer.close()
+
+    trio.run(main)
+
+
+def test_send_now_to_a_closed_peer_is_a_broken_resource() -> None:
+    async def main() -> None:
+        stream, peer = unix_pair()
+        peer.close()
+        with pytest.raises(trio.BrokenResourceError):
+            stream.send_now([b"x"])
+        await stream.aclose()
+
+    trio.run(main)
+
+
+def test_unwritten_cuts_across_parts_without_copying() -> None:
+    parts: list[bytes | bytearray | memoryview] = [b"abc", bytearray(b"defg"), b"hi"]
+    assert unwritten(parts, 0) == parts
+    assert [bytes(p) for p in unwritten(parts, 2)] == [b"c", b"defg", b"hi"]
+    assert [bytes(p) for p in unwritten(parts, 3)] == [b"defg", b"hi"]
+    cut = unwritten(parts, 5)
+    assert [bytes(p) for p in cut] == [b"fg", b"hi"]
+    assert isinstance(cut[0], memoryview) and cut[0].obj is parts[1]
+    assert unwritten(parts, 9) == []
+
+
+def test_acquire_soon_takes_a_free_lock_waits_for_a_held_one_and_honours_cancel() -> None:
+    async def main() -> None:
+        lock = trio.Lock()
+        await acquire_soon(lock)
+        assert lock.locked()
+        got = trio.Event()
+
+        async def second() -> None:
+            await acquire_soon(lock)
+            got.set()
+            lock.release()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(second)
+            await trio.testing.wait_all_tasks_blocked()
+            assert not got.is_set()
+            lock.release()
+        assert got.is_set() and not lock.locked()
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            with pytest.raises(trio.Cancelled):
+                await acquire_soon(lock)
+        assert not lock.locked()  # a cancelled call has taken nothing
 
     trio.run(main)
