@@ -81,6 +81,8 @@ from streamctl.tunnel.stats import TunnelStats
 from streamctl.tunnel.upstream import TUNNEL_CLIENT_ID, Upstream, sasl_exchange_via
 
 log = logging.getLogger("streamctl.tunnel")
+#: How long the frames a client sent before it closed may take to reach the broker.
+WRITE_OUT_SECONDS = 10.0
 
 @dataclass
 class TunnelContext:
@@ -154,6 +156,8 @@ class ClientConnection:
     _to_broker: trio.MemorySendChannel[list[Chunk]] | None = None
     #: Frames handed to the writer task and not yet written whole.
     _writing: int = 0
+    #: Set by the writer task once the queue to the broker is closed and written out.
+    _written_out: trio.Event = field(default_factory=trio.Event)
     _own_correlation: int = 0x7F000000
 
     async def run(self) -> str:
@@ -210,6 +214,7 @@ class ClientConnection:
                         warn=True,
                     ) from None
                 if frame is None:
+                    await self._write_out("client closed the connection")
                     raise ConnectionClosed("client closed the connection")
                 self.ctx.stats.bytes_from_clients += 4 + len(frame)
                 await self._request(frame, pending)
@@ -275,12 +280,28 @@ class ClientConnection:
         self._writing += 1
         await send_soon(self._to_broker, parts)
 
+    async def _write_out(self, reason: str) -> None:
+        """Let the writer task finish the frames the client sent before it closed.
+
+        An acks=0 Produce gets no answer, so a client may close right after sending it,
+        while the frame still waits for the writer task (over TLS, or behind a large
+        frame); ending the connection at once would drop it without a word.
+        """
+        if not self._writing:
+            return
+        self._close(reason)  # named first: the wait below may end in a cancellation
+        assert self._to_broker is not None
+        self._to_broker.close()
+        with trio.move_on_after(WRITE_OUT_SECONDS):
+            await self._written_out.wait()
+
     async def _pump_to_broker(self, outgoing: trio.MemoryReceiveChannel[list[Chunk]]) -> None:
         with outgoing:
             while True:
                 try:
                     parts = await receive_soon(outgoing)
                 except trio.EndOfChannel:
+                    self._written_out.set()
                     return
                 if sum(len(p) for p in parts) <= SPLIT_WRITE_ABOVE:
                     parts = [b"".join(parts)]  # one write (one TLS record) for a small frame

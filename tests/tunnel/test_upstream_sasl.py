@@ -13,6 +13,7 @@ import datetime
 import ipaddress
 import json
 import secrets
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -318,3 +319,31 @@ def test_plain_and_scram_sha_256_upstream(sasl_broker: KafkaCluster, mechanism: 
             time.sleep(0.5)
     with pytest.raises(UpstreamError, match=f"refused SASL {mechanism}"):
         trio.run(attempt, password + "-wrong")
+
+
+def test_acks_0_records_reach_a_tls_broker_though_the_client_closes_at_once(
+    sasl_broker: KafkaCluster, pki: Pki, unique_topic: str
+) -> None:
+    """Over TLS every frame goes through the writer task: one a client sent just before it
+    closed (an acks=0 Produce, which gets no answer) must still reach the broker."""
+    sasl_broker.create_topic(unique_topic)
+    tls_bootstrap: str = sasl_broker.tls_bootstrap  # type: ignore[attr-defined]
+    grant = make_grant(topics=(unique_topic,), ops=("read", "write"), bootstrap=tls_bootstrap,
+                       security_protocol="SSL")
+    security = UpstreamSecurity.from_cluster(
+        grant.cluster, tls_ca_file=str(pki.ca_pem), tls_cert_file=str(pki.client_pem),
+        tls_key_file=str(pki.client_key),
+    )
+    sent = [f"acks0-{i}".encode() for i in range(5)]
+    with TunnelThread(Tunnel(grant, None, security=security)) as t:
+        assert t.bootstrap is not None
+        for value in sent:
+            subprocess.run(["kcat", "-P", "-b", t.bootstrap, "-t", unique_topic, "-X", "acks=0"],
+                           input=value + b"\n", check=True, timeout=60)
+        consumer = KafkaConsumer(unique_topic, bootstrap_servers=t.bootstrap,
+                                 auto_offset_reset="earliest", consumer_timeout_ms=5000)
+        try:
+            got = sorted(m.value for m in consumer)
+        finally:
+            consumer.close()
+    assert got == sent
