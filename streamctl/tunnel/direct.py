@@ -145,7 +145,9 @@ class DirectSocketStream(trio.abc.HalfCloseableStream):
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         if self.socket.did_shutdown_SHUT_WR:
             raise trio.ClosedResourceError("can't send data after sending EOF")
-        self._start_sending()
+        if self._sending:  # (not `_start_sending`: a call fewer on the hot path)
+            raise trio.BusyResourceError("another task is already sending on this stream")
+        self._sending = True
         try:
             await trio.lowlevel.checkpoint_if_cancelled()
             with memoryview(data) as view:
