@@ -77,6 +77,7 @@ from streamctl.tunnel.frames import (
 )
 from streamctl.tunnel.hooks import MASKING_FAILED_ERROR, RecordMasker, SessionObserver
 from streamctl.tunnel.sasl import SaslMechanism
+from streamctl.tunnel.splice import MAX_PREFIX
 from streamctl.tunnel.stats import TunnelStats
 from streamctl.tunnel.upstream import TUNNEL_CLIENT_ID, Upstream, sasl_exchange_via
 
@@ -427,8 +428,7 @@ class ClientConnection:
             start = size.to_bytes(4, "big") + head
             fetched: list[FetchedPartition] = []
             if summary is None or self.ctx.observer is None:
-                await self.client.send_all(start)
-                await frames.relay(size - 4, self.client)
+                await frames.relay(size - 4, self.client, prefix=start)
             else:
                 fetched = await self._relay_described(frames, summary, size - 4, start)
         except UnfinishedFrame as exc:
@@ -445,23 +445,31 @@ class ClientConnection:
     ) -> list[FetchedPartition]:
         """Relay a Fetch answer while the walker reads only its structure and batch headers.
 
-        The parts the walker reads are forwarded in one write before each spliced batch
-        body (and at the end). An answer whose structure is broken ends the connection
-        (BrokerProtocolError), as a held answer the codec cannot read would.
+        The parts the walker reads go out with the next spliced batch body (in the same
+        segments), or on their own once they pass MAX_PREFIX bytes (an answer of small
+        batches is all read), so no more than that is ever held. An answer whose structure
+        is broken ends the connection (BrokerProtocolError), as a held answer the codec
+        cannot read would.
         """
         walk = walk_fetch_response(summary.api_version, size)
         out: list[bytes] = [start]
+        held = len(start)
         try:
             step = next(walk)
             while True:
                 if isinstance(step, Read):
                     data = await frames.take(step.size)
                     out.append(data)
+                    held += len(data)
+                    if held > MAX_PREFIX:
+                        await self.client.send_all(b"".join(out))
+                        out.clear()
+                        held = 0
                     step = walk.send(data)
                 else:
-                    await self.client.send_all(b"".join(out))
+                    await frames.relay(step.size, self.client, prefix=b"".join(out))
                     out.clear()
-                    await frames.relay(step.size, self.client)
+                    held = 0
                     step = walk.send(None)
         except StopIteration as done:
             if out:

@@ -73,19 +73,27 @@ class FrameReader:
         """
         return bytes(await self._take_payload(count, exact=True))
 
-    async def relay(self, count: int, sink: trio.abc.SendStream) -> None:
-        """Forward the next `count` bytes to `sink` as they arrive, without holding them.
+    async def relay(
+        self, count: int, sink: trio.abc.SendStream, prefix: bytes = b""
+    ) -> None:
+        """Forward `prefix`, then the next `count` bytes, to `sink` as they arrive.
 
         Between two plaintext TCP sockets on Linux the bytes go through a kernel pipe
         (splice) and never enter Python; otherwise they are read and written in chunks.
+        `prefix` (what the caller has already read of the frame) goes out with the first
+        of them, not on its own, unless it is longer than splice.MAX_PREFIX.
         """
+        if len(prefix) > splice.MAX_PREFIX:
+            await sink.send_all(prefix)
+            prefix = b""
         available = len(self._chunk) - self._pos
         if available >= count:
-            await sink.send_all(memoryview(self._chunk)[self._pos : self._pos + count])
+            await sink.send_all(prefix + self._chunk[self._pos : self._pos + count])
             self._pos += count
             return
         if available:
-            await sink.send_all(memoryview(self._chunk)[self._pos :])
+            await sink.send_all(prefix + self._chunk[self._pos :])
+            prefix = b""
         left = count - available
         self._chunk, self._pos = b"", 0
         if left and splice.AVAILABLE:
@@ -94,7 +102,7 @@ class FrameReader:
                 if self._pipe is None:
                     self._pipe = splice.SplicePipe()
                 try:
-                    await self._pipe.move(src, dst, left)
+                    await self._pipe.move(src, dst, left, prefix)
                 except splice.StreamEnded as exc:
                     raise UnfinishedFrame(available + exc.moved) from None
                 return
@@ -103,11 +111,14 @@ class FrameReader:
             if not data:
                 raise UnfinishedFrame(count - left)
             if len(data) > left:
-                await sink.send_all(memoryview(data)[:left])
+                await sink.send_all(prefix + data[:left])
                 self._chunk, self._pos = data, left
                 return
-            await sink.send_all(data)
+            await sink.send_all(prefix + data if prefix else data)
+            prefix = b""
             left -= len(data)
+        if prefix:
+            await sink.send_all(prefix)
 
     def _check(self, size: int, head: bytes) -> None:
         if not 0 < size <= self._max:

@@ -29,6 +29,8 @@ AVAILABLE: Final = hasattr(os, "splice") and hasattr(os, "pipe2")
 #: The pipe's capacity is asked for once; Linux lets any process go up to 1 MiB.
 PIPE_SIZE: Final = 1 << 20
 _FLAGS: Final = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
+#: Most bytes `move` puts in its pipe ahead of the relayed ones (a pipe always has 64 KiB).
+MAX_PREFIX: Final = 64 * 1024
 #: How much of a large frame must be waiting before the tunnel wakes up to take it.
 WAKE_BYTES: Final = 1024 * 1024
 
@@ -74,9 +76,17 @@ class SplicePipe:
             self._fds = None
 
     async def move(
-        self, src: trio.socket.SocketType, dst: trio.socket.SocketType, count: int
+        self,
+        src: trio.socket.SocketType,
+        dst: trio.socket.SocketType,
+        count: int,
+        prefix: bytes = b"",
     ) -> None:
         """Move exactly `count` bytes from `src` to `dst`, waiting as trio does for I/O.
+
+        `prefix` (a frame's size and the part of it already read, at most MAX_PREFIX
+        bytes) goes out first, through the pipe with the rest, so the client gets it in the
+        same segments instead of a tiny packet of its own, and wakes once for it.
 
         At most one pipe's worth of bytes is held at a time, so a slow client still stops
         the tunnel from reading the broker (backpressure is kept). A closed or reset socket
@@ -87,6 +97,10 @@ class SplicePipe:
         src_fd, dst_fd = src.fileno(), dst.fileno()
         left = count  # still to take from src
         held = 0  # in the pipe, not yet given to dst
+        if prefix:
+            if len(prefix) > MAX_PREFIX:
+                raise ValueError(f"a {len(prefix)}-byte prefix is more than a pipe takes at once")
+            held = os.write(write_fd, prefix)  # the pipe is empty here: it takes it whole
         lowat = 1  # the source's SO_RCVLOWAT: wake up only when this many bytes are in
         try:
             while left or held:

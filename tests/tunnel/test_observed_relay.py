@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from confluent_kafka import Producer
 from kafka import KafkaProducer
 
 from streamctl.kafka.apis import ApiKey
@@ -11,6 +12,7 @@ from streamctl.kafka.messages import decode_response
 from streamctl.kafka.records import iter_batch_headers
 from streamctl.tunnel import connection
 from streamctl.tunnel.engine import Tunnel, TunnelThread
+from streamctl.tunnel.splice import MAX_PREFIX
 from tests.harness.kafka import KafkaCluster
 from tests.policy.grants import make_grant
 from tests.tunnel.test_hooks import Recorder, UpperMasker, raw_fetch
@@ -59,3 +61,34 @@ def test_an_observer_alone_keeps_the_fetch_versions_that_relay() -> None:
     masked = Tunnel(grant, None, masker=UpperMasker("orders", "none"), observer=Recorder())
     assert observed.ctx.versions[ApiKey.FETCH][1] == 15  # v16+ answers must be held whole
     assert masked.ctx.versions[ApiKey.FETCH][1] >= 16
+
+
+def test_an_answer_of_small_batches_is_relayed_whole_and_described(
+    kafka: KafkaCluster, unique_topic: str
+) -> None:
+    """Small batches are read, not spliced: what is read still reaches the client in order
+    (in pieces, never all held at once) and the observer gets every batch header."""
+    kafka.create_topic(unique_topic)
+    producer = Producer({"bootstrap.servers": kafka.bootstrap, "linger.ms": 0,
+                         "batch.num.messages": 3})
+    for i in range(3000):
+        producer.produce(unique_topic, b"small record %05d" % i, partition=0)
+        producer.poll(0)
+    assert producer.flush(30) == 0
+    del producer  # no client left retrying once the test's broker stops
+    direct = raw_fetch(kafka.bootstrap, unique_topic)  # what the broker answers by itself
+    recorder = Recorder()
+    grant = make_grant(topics=(unique_topic,), ops=("read",), bootstrap=kafka.bootstrap)
+    with TunnelThread(Tunnel(grant, None, observer=recorder)) as t:
+        assert t.bootstrap is not None
+        answer = raw_fetch(t.bootstrap, unique_topic)
+    body = decode_response(ApiKey.FETCH, 4, answer, response_body_offset(answer, 0))
+    sent = body.responses[0].partitions[0]
+    records = bytes(sent.records)
+    headers = tuple(iter_batch_headers(records))
+    assert len(records) > 2 * MAX_PREFIX and len(headers) > 300  # many small batches
+    assert answer[4:] == direct[4:]  # byte for byte what the broker gave (bar the id)
+    with recorder.lock:
+        (part,) = [p for p in recorder.described if p.topic == unique_topic]
+    assert part.records is None and part.batches == headers
+    assert part.records_size == len(records)

@@ -170,3 +170,33 @@ def test_a_large_frame_read_whole_arrives_in_pieces_and_leaves_the_socket_as_fou
             assert lowat == 1
 
     trio.run(main)
+
+
+@pytest.mark.parametrize("prefix_size", [8, splice.MAX_PREFIX, splice.MAX_PREFIX + 1])
+@pytest.mark.parametrize("spliced", [True, False])
+def test_a_prefix_goes_out_first_and_whole(prefix_size: int, spliced: bool) -> None:
+    """What the tunnel read of a frame (size, correlation id...) precedes the relayed rest,
+    exactly once, whether the rest is spliced or copied and whatever the prefix's size."""
+    prefix = os.urandom(prefix_size)
+    payload = os.urandom(700_000)
+
+    async def main() -> None:
+        async with tcp_pair() as (broker, tunnel_up), tcp_pair() as (tunnel_down, client):
+            reader = FrameReader(tunnel_up, 64 << 20, "broker")
+            # a stream without a plain socket takes the copying path
+            sink: trio.abc.SendStream = (tunnel_down if spliced
+                                         else trio.StapledStream(tunnel_down, tunnel_down))
+            got = bytearray()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(broker.send_all, encode_frame(payload))
+
+                async def client_reads() -> None:
+                    got.extend(await _read_exactly(client, prefix_size + len(payload)))
+
+                nursery.start_soon(client_reads)
+                assert await reader.next_size() == len(payload)
+                await reader.relay(len(payload), sink, prefix=prefix)
+            assert bytes(got) == prefix + payload
+            reader.close()
+
+    trio.run(main)
