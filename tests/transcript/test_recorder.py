@@ -11,7 +11,13 @@ import pytest
 from streamctl.kafka.records import Compression
 from streamctl.transcript.chain import chain_head, verify_chain
 from streamctl.transcript.events import record_digest
-from streamctl.transcript.recorder import TranscriptRecorder, describe_fetched, describe_produced
+from streamctl.transcript.recorder import (
+    MAX_DIGESTS_PER_EVENT,
+    WRITE_GROUP,
+    TranscriptRecorder,
+    describe_fetched,
+    describe_produced,
+)
 from streamctl.transcript.spool import find_pending, read_spool
 
 from .helpers import Summary, Verdict, batch_bytes, fetched_partition
@@ -140,6 +146,37 @@ def test_a_failed_spool_write_leaves_the_chain_unbroken(
     events = read_spool(rec.path)
     assert verify_chain(events) is None
     assert [e.get("correlation_id") for e in events if e["type"] == "request"] == [1, 3]
+    assert events[-1]["counts"]["lost_events"] == 1
+
+
+def test_a_large_produced_batch_is_written_in_groups_and_a_refused_group_taken_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One produced batch of many events goes out a group of lines per write; a group the
+    disk refuses is counted lost and leaves the chain on disk unbroken."""
+    rec = recorder(tmp_path)
+    real = rec._writer.append_lines
+    groups: list[int] = []
+
+    def flaky(lines: list[bytes]) -> None:
+        groups.append(len(lines))
+        if len(groups) == 2:
+            raise OSError(28, "No space left on device")
+        real(lines)
+
+    monkeypatch.setattr(rec._writer, "append_lines", flaky)
+    per_group = WRITE_GROUP * MAX_DIGESTS_PER_EVENT
+    values = [(None, b"v%d" % i) for i in range(per_group + 10)]
+    with pytest.raises(OSError):
+        rec.on_produced("c1", "orders", 0, batch_bytes(values), 0, 0)
+    assert groups == [WRITE_GROUP, 1]  # the second (last) group was refused
+    rec.on_produced("c1", "orders", 0, batch_bytes(values[:3]), len(values), 0)
+    rec.seal("closed")
+    events = read_spool(rec.path)
+    assert verify_chain(events) is None
+    produced = [e for e in events if e["type"] == "produced"]
+    assert len(produced) == WRITE_GROUP + 1  # the first group, then the later batch
+    assert sum(len(e["digests"]) for e in produced) == per_group + 3
     assert events[-1]["counts"]["lost_events"] == 1
 
 
