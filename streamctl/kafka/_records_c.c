@@ -519,6 +519,47 @@ done:
     return records;
 }
 
+/* Walk the `count` records filling exactly buf[pos:size] as record_layout does (the same
+ * reads, checks and errors), writing LAYOUT_STRIDE ints per record into `fields` (room for
+ * `slots` = records_bound(...) records) and the end of the last record into *end.
+ * 0 on success; -1 with an exception set. Shared by record_layout and record_digests. */
+static int
+walk_layout(const Py_buffer *view, Py_ssize_t pos, Py_ssize_t size, Py_ssize_t count,
+            PyObject *base_offset, int64_t *fields, Py_ssize_t slots, int64_t *end)
+{
+    Input in = {(const uint8_t *)view->buf, (int64_t)view->len};
+    int64_t p = pos;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        Parsed r;
+        int rc = parse_record(&in, &p, size, base_offset, 0, &r);
+        if (rc == TRUNCATED) {
+            raise_truncated(base_offset);
+            return -1;
+        }
+        if (rc) {
+            return -1;
+        }
+        if (i >= slots) {
+            PyErr_SetString(PyExc_SystemError, "record layout: more records than bytes");
+            return -1;
+        }
+        int64_t *f = fields + i * LAYOUT_STRIDE;
+        f[0] = r.start;
+        f[1] = r.body;
+        f[2] = r.key_pos;
+        f[3] = r.key_len;
+        f[4] = r.value_len_pos;
+        f[5] = r.value_pos;
+        f[6] = r.value_len;
+    }
+    if (p != size) {
+        raise_trailing(base_offset, size - p);
+        return -1;
+    }
+    *end = p;
+    return 0;
+}
+
 PyDoc_STRVAR(record_layout_doc,
 "record_layout(buf, pos, size, count, base_offset) -> list[int]\n\n"
 "Seven ints per record (start, body, key position, key length, value-length position,\n"
@@ -539,54 +580,36 @@ record_layout(PyObject *Py_UNUSED(module), PyObject *args)
         return NULL;
     }
     PyObject *layout = NULL;
+    int64_t *fields = NULL;
+    int64_t end;
     if (check_span(&view, pos, size) < 0) {
         goto done;
     }
-    Input in = {(const uint8_t *)view.buf, (int64_t)view.len};
-    int64_t p = pos;
-    Py_ssize_t slots = records_bound(count, p, size);
+    Py_ssize_t slots = records_bound(count, pos, size);
+    fields = PyMem_New(int64_t, (size_t)(slots * LAYOUT_STRIDE + 1));
+    if (fields == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (walk_layout(&view, pos, size, count, base_offset, fields, slots, &end) < 0) {
+        goto done;
+    }
+    /* count > slots always fails in the walk, so the records fill the slots exactly. */
+    fields[slots * LAYOUT_STRIDE] = end;
     layout = PyList_New(slots * LAYOUT_STRIDE + 1);
     if (layout == NULL) {
         goto done;
     }
-    for (Py_ssize_t i = 0; i < count; i++) {
-        Parsed r;
-        int rc = parse_record(&in, &p, size, base_offset, 0, &r);
-        if (rc == TRUNCATED) {
-            raise_truncated(base_offset);
-            goto fail;
+    for (Py_ssize_t k = 0; k <= slots * LAYOUT_STRIDE; k++) {
+        PyObject *v = PyLong_FromLongLong(fields[k]);
+        if (v == NULL) {
+            Py_CLEAR(layout);
+            goto done;
         }
-        if (rc) {
-            goto fail;
-        }
-        if (i >= slots) {
-            PyErr_SetString(PyExc_SystemError, "record_layout: more records than bytes");
-            goto fail;
-        }
-        int64_t fields[LAYOUT_STRIDE] = {r.start, r.body, r.key_pos, r.key_len,
-                                         r.value_len_pos, r.value_pos, r.value_len};
-        for (int k = 0; k < LAYOUT_STRIDE; k++) {
-            PyObject *v = PyLong_FromLongLong(fields[k]);
-            if (v == NULL) {
-                goto fail;
-            }
-            PyList_SET_ITEM(layout, i * LAYOUT_STRIDE + k, v);
-        }
+        PyList_SET_ITEM(layout, k, v);
     }
-    if (p != size) {
-        raise_trailing(base_offset, size - p);
-        goto fail;
-    }
-    /* count > slots always fails above, so here the list has exactly one slot left. */
-    PyObject *end = PyLong_FromLongLong(p);
-    if (end == NULL) {
-        goto fail;
-    }
-    PyList_SET_ITEM(layout, slots * LAYOUT_STRIDE, end);
-    goto done;
-fail:
-    Py_CLEAR(layout);
 done:
+    PyMem_Free(fields);
     PyBuffer_Release(&view);
     return layout;
 }
@@ -665,25 +688,26 @@ put_length(unsigned char out[4], int64_t length)
     out[3] = (unsigned char)v;
 }
 
-/* Hash n records, four int64 per record (key pos, key len, value pos, value len), into
- * 64 hex characters each at out. Runs without the GIL. */
+/* Hash n records laid out by walk_layout (key position and length at 2 and 3, value
+ * position and length at 5 and 6 of each LAYOUT_STRIDE) into 64 hex characters each at
+ * out. Runs without the GIL. */
 static int
-hash_records(const unsigned char *buf, const int64_t *spans, Py_ssize_t n, char *out)
+hash_records(const unsigned char *buf, const int64_t *fields, Py_ssize_t n, char *out)
 {
     static const char hex[] = "0123456789abcdef";
     ShaContext ctx;
     unsigned char digest[DIGEST_SIZE];
     unsigned char length[4];
     for (Py_ssize_t r = 0; r < n; r++) {
-        const int64_t *span = spans + 4 * r;
+        const int64_t *f = fields + r * LAYOUT_STRIDE;
         if (!sha_init(&ctx)) {
             return -1;
         }
-        for (int part = 0; part < 4; part += 2) {
-            put_length(length, span[part + 1]);
+        for (int at = 2; at <= 5; at += 3) { /* the key (2, 3), then the value (5, 6) */
+            put_length(length, f[at + 1]);
             sha_update(&ctx, length, 4);
-            if (span[part + 1] > 0) {
-                sha_update(&ctx, buf + span[part], (size_t)span[part + 1]);
+            if (f[at + 1] > 0) {
+                sha_update(&ctx, buf + f[at], (size_t)f[at + 1]);
             }
         }
         if (!sha_final(digest, &ctx)) {
@@ -722,49 +746,27 @@ record_digests(PyObject *Py_UNUSED(module), PyObject *args)
         return NULL;
     }
     PyObject *result = NULL;
-    int64_t *spans = NULL;
+    int64_t *fields = NULL;
     char *hex = NULL;
+    int64_t end;
     if (check_span(&view, pos, size) < 0) {
         goto done;
     }
-    Input in = {(const uint8_t *)view.buf, (int64_t)view.len};
-    int64_t p = pos;
-    Py_ssize_t slots = records_bound(count, p, size);
-    spans = PyMem_New(int64_t, (size_t)(4 * slots + 1));
+    Py_ssize_t slots = records_bound(count, pos, size);
+    fields = PyMem_New(int64_t, (size_t)(slots * LAYOUT_STRIDE + 1));
     hex = PyMem_Malloc((size_t)slots * HEX_SIZE + 1);
-    if (spans == NULL || hex == NULL) {
+    if (fields == NULL || hex == NULL) {
         PyErr_NoMemory();
         goto done;
     }
-    for (Py_ssize_t i = 0; i < count; i++) {
-        Parsed r;
-        int rc = parse_record(&in, &p, size, base_offset, 0, &r);
-        if (rc == TRUNCATED) {
-            raise_truncated(base_offset);
-            goto done;
-        }
-        if (rc) {
-            goto done;
-        }
-        if (i >= slots) {
-            PyErr_SetString(PyExc_SystemError, "record_digests: more records than bytes");
-            goto done;
-        }
-        int64_t *span = spans + 4 * i;
-        span[0] = r.key_pos;
-        span[1] = r.key_len;
-        span[2] = r.value_pos;
-        span[3] = r.value_len;
-    }
-    if (p != size) {
-        raise_trailing(base_offset, size - p);
+    if (walk_layout(&view, pos, size, count, base_offset, fields, slots, &end) < 0) {
         goto done;
     }
     int failed;
     /* `view` keeps the buffer alive and unchanged (a bytearray cannot be resized while it
-     * is exported), and `spans` and `hex` are this call's own: no GIL needed to hash. */
+     * is exported), and `fields` and `hex` are this call's own: no GIL needed to hash. */
     Py_BEGIN_ALLOW_THREADS
-    failed = hash_records((const unsigned char *)view.buf, spans, slots, hex);
+    failed = hash_records((const unsigned char *)view.buf, fields, slots, hex);
     Py_END_ALLOW_THREADS
     if (failed) {
         PyErr_SetString(PyExc_RuntimeError, "OpenSSL's SHA-256 reported a failure");
@@ -784,7 +786,7 @@ record_digests(PyObject *Py_UNUSED(module), PyObject *args)
         PyList_SET_ITEM(result, i, text);
     }
 done:
-    PyMem_Free(spans);
+    PyMem_Free(fields);
     PyMem_Free(hex);
     PyBuffer_Release(&view);
     return result;
