@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from confluent_kafka import Producer
 from kafka import KafkaProducer
@@ -16,6 +18,17 @@ from streamctl.tunnel.splice import MAX_PREFIX
 from tests.harness.kafka import KafkaCluster
 from tests.policy.grants import make_grant
 from tests.tunnel.test_hooks import Recorder, UpperMasker, raw_fetch
+
+
+def fetch_observed(kafka: KafkaCluster, topic: str, recorder: Recorder) -> tuple[bytes, Any]:
+    """One raw Fetch v4 through a tunnel that has only an observer: the answer the client
+    got, and its decoded partition 0."""
+    grant = make_grant(topics=(topic,), ops=("read",), bootstrap=kafka.bootstrap)
+    with TunnelThread(Tunnel(grant, None, observer=recorder)) as t:
+        assert t.bootstrap is not None
+        answer = raw_fetch(t.bootstrap, topic)
+    body = decode_response(ApiKey.FETCH, 4, answer, response_body_offset(answer, 0))
+    return answer, body.responses[0].partitions[0]
 
 
 def test_relayed_fetch_is_described_as_the_client_got_it(
@@ -33,12 +46,7 @@ def test_relayed_fetch_is_described_as_the_client_got_it(
 
     monkeypatch.setattr(connection.ClientConnection, "_fetch_response", held_whole)
     recorder = Recorder()
-    grant = make_grant(topics=(unique_topic,), ops=("read",), bootstrap=kafka.bootstrap)
-    with TunnelThread(Tunnel(grant, None, observer=recorder)) as t:
-        assert t.bootstrap is not None
-        answer = raw_fetch(t.bootstrap, unique_topic)
-    body = decode_response(ApiKey.FETCH, 4, answer, response_body_offset(answer, 0))
-    sent = body.responses[0].partitions[0]
+    _answer, sent = fetch_observed(kafka, unique_topic, recorder)
     assert sent.error_code == 0 and b"value 4" in sent.records
     with recorder.lock:
         fetched = [f for f in recorder.fetched if f[1] == unique_topic]
@@ -78,12 +86,7 @@ def test_an_answer_of_small_batches_is_relayed_whole_and_described(
     del producer  # no client left retrying once the test's broker stops
     direct = raw_fetch(kafka.bootstrap, unique_topic)  # what the broker answers by itself
     recorder = Recorder()
-    grant = make_grant(topics=(unique_topic,), ops=("read",), bootstrap=kafka.bootstrap)
-    with TunnelThread(Tunnel(grant, None, observer=recorder)) as t:
-        assert t.bootstrap is not None
-        answer = raw_fetch(t.bootstrap, unique_topic)
-    body = decode_response(ApiKey.FETCH, 4, answer, response_body_offset(answer, 0))
-    sent = body.responses[0].partitions[0]
+    answer, sent = fetch_observed(kafka, unique_topic, recorder)
     records = bytes(sent.records)
     headers = tuple(iter_batch_headers(records))
     assert len(records) > 2 * MAX_PREFIX and len(headers) > 300  # many small batches
